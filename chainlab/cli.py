@@ -1,0 +1,157 @@
+"""The ``chainlab`` command line.
+
+::
+
+    chainlab list
+    chainlab show NAME [--variant V]
+    chainlab run NAME [--variant V] [--config FILE] [--set KEY=VALUE ...]
+                      [--workdir DIR] [--resume]
+    chainlab reproduce [--variant V] [--only NAME ...] [--workdir DIR]
+
+Problems with the request print one line on stderr and exit with status 2; a failed
+experiment exits with status 1 after saying where its partial output is.
+"""
+
+import argparse
+import json
+import sys
+
+from chainlab.errors import ChainlabError, ExperimentFailed
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chainlab",
+        description="Experiments on the multivariate chain rule, in JAX.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser("list", help="list the experiments")
+
+    show = commands.add_parser("show", help="print an experiment's resolved config")
+    show.add_argument("name")
+    show.add_argument("--variant", default="", help="'' (paper scale) or 'quick'")
+    show.add_argument("--config", dest="config_file", metavar="FILE")
+    show.add_argument(
+        "--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE"
+    )
+
+    run = commands.add_parser("run", help="run one experiment")
+    run.add_argument("name")
+    run.add_argument("--variant", default="", help="'' (paper scale) or 'quick'")
+    run.add_argument(
+        "--config",
+        dest="config_file",
+        metavar="FILE",
+        help="JSON file of config values, e.g. an earlier config.json",
+    )
+    run.add_argument(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (repeatable)",
+    )
+    run.add_argument("--workdir", help="output folder (default runs/NAME/<time>)")
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --workdir from its last checkpoint",
+    )
+
+    reproduce = commands.add_parser(
+        "reproduce", help="run every experiment and write REPORT.md"
+    )
+    reproduce.add_argument("--variant", default="", help="'' (paper scale) or 'quick'")
+    reproduce.add_argument(
+        "--only", nargs="+", metavar="NAME", help="run only these experiments"
+    )
+    reproduce.add_argument(
+        "--workdir", help="output folder (default runs/reproduce/<time>)"
+    )
+    return parser
+
+
+def _list() -> int:
+    from chainlab.experiment import describe, list_experiments
+
+    names = list_experiments()
+    width = max(map(len, names), default=0)
+    for name in names:
+        print(f"{name:<{width}}  {describe(name)}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from chainlab.configuration import parse_assignments
+    from chainlab.experiment import get_config
+
+    config = get_config(
+        args.name,
+        args.variant,
+        overrides=parse_assignments(args.assignments),
+        config_file=args.config_file,
+    )
+    print(json.dumps(config.to_dict(), indent=2))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from chainlab.configuration import parse_assignments
+    from chainlab.experiment import default_workdir, run
+    from chainlab.training import maybe_initialize_distributed
+
+    if args.resume and not args.workdir:
+        raise ChainlabError("--resume needs --workdir naming the run to continue")
+    overrides = parse_assignments(args.assignments)
+    workdir = args.workdir or default_workdir(args.name)
+    maybe_initialize_distributed()
+    results = run(
+        args.name,
+        variant=args.variant,
+        overrides=overrides,
+        config_file=args.config_file,
+        workdir=workdir,
+        resume=args.resume,
+    )
+    print(json.dumps(results, indent=2))
+    print(f"chainlab: results and report.md in {workdir}", file=sys.stderr)
+    return 0
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from chainlab.experiment import reproduce
+    from chainlab.training import maybe_initialize_distributed
+
+    maybe_initialize_distributed()
+    outcome = reproduce(variant=args.variant, only=args.only, workdir=args.workdir)
+    for name, entry in outcome.experiments.items():
+        print(f"{entry['status']:>6}  {entry['seconds']:8.1f} s  {name}")
+        if entry["status"] != "ok":
+            print(f"        {entry['error']}")
+    print(f"chainlab: REPORT.md written to {outcome.workdir}", file=sys.stderr)
+    return 0 if outcome.ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``chainlab`` console script."""
+    args = _parser().parse_args(argv)
+    commands = {
+        "list": lambda: _list(),
+        "show": lambda: _show(args),
+        "run": lambda: _run(args),
+        "reproduce": lambda: _reproduce(args),
+    }
+    try:
+        return commands[args.command]()
+    except ChainlabError as error:
+        print(f"chainlab: error: {error}", file=sys.stderr)
+        return 1 if isinstance(error, ExperimentFailed) else 2
+    except KeyboardInterrupt:
+        print("chainlab: interrupted; files written so far are kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,13 @@
+"""The one exception type that means "the user asked for something we cannot do".
+
+The command line prints a :class:`ChainlabError` as a single line on stderr (no
+traceback) and exits non-zero; anything else is a bug and keeps its traceback.
+"""
+
+
+class ChainlabError(Exception):
+    """A problem with the user's request, explained in one line."""
+
+
+class ExperimentFailed(ChainlabError):
+    """An experiment raised; its partial output stays in the workdir."""

@@ -1,0 +1,355 @@
+"""The jitted optax training loop every experiment shares.
+
+``fit`` draws mini-batches, takes jitted optimizer steps, evaluates now and then, writes
+metrics, checkpoints with orbax and stops on a NaN. It is data parallel over every
+available device: the mesh has one axis, ``data``; the batch is sharded along it and the
+parameters and optimizer state are replicated, so XLA inserts the gradient all-reduce.
+
+Determinism: batch ``s`` is a slice of the permutation ``default_rng([seed, epoch])``
+and its PRNG key is ``fold_in(key(seed), s)``, so a resumed run takes exactly the steps
+an uninterrupted one would.
+"""
+
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+from tqdm.auto import tqdm
+
+from chainlab.errors import ChainlabError
+from chainlab.workdir import Workdir
+
+__all__ = [
+    "FitResult",
+    "TrainingDiverged",
+    "data_mesh",
+    "fit",
+    "maybe_initialize_distributed",
+    "median_step_ms",
+    "progress",
+]
+
+Params = Any
+Batch = Any
+LossFn = Callable[[Params, Batch, jax.Array], Any]
+
+
+class TrainingDiverged(ChainlabError):
+    """The loss became NaN or infinite; the message names the step."""
+
+
+class FitResult(NamedTuple):
+    """What ``fit`` returns.
+
+    Attributes:
+      params: parameters after the last step.
+      opt_state: optimizer state after the last step.
+      step: number of steps taken.
+      history: the logged records, ``{"step", "run", "split", ...metrics}``.
+      best_params: parameters at the best evaluation (``select_best``), else ``params``.
+      best_step: the step of ``best_params``.
+    """
+
+    params: Params
+    opt_state: optax.OptState
+    step: int
+    history: list[dict]
+    best_params: Params
+    best_step: int
+
+
+def progress(
+    iterable: Iterable | None = None,
+    *,
+    total: int | None = None,
+    desc: str | None = None,
+    initial: int = 0,
+):
+    """A tqdm progress bar on stderr, silent when stderr is not a terminal."""
+    return tqdm(
+        iterable,
+        total=total,
+        desc=desc,
+        initial=initial,
+        disable=not sys.stderr.isatty(),
+        dynamic_ncols=True,
+        leave=False,
+    )
+
+
+def maybe_initialize_distributed() -> bool:
+    """Call ``jax.distributed.initialize()`` when launched as one of several hosts.
+
+    Detected from the launchers' environment (JAX's coordinator variable, SLURM, Open
+    MPI). Must run before any JAX computation; ``chainlab run`` calls it first thing.
+    Returns whether it initialised.
+    """
+    hosts = max(
+        int(os.environ.get("SLURM_NTASKS", "1")),
+        int(os.environ.get("OMPI_COMM_WORLD_SIZE", "1")),
+    )
+    if "JAX_COORDINATOR_ADDRESS" in os.environ or hosts > 1:
+        jax.distributed.initialize()
+        return True
+    return False
+
+
+def data_mesh() -> jax.sharding.Mesh:
+    """A one-axis mesh named ``data`` over every device of every host."""
+    return jax.sharding.Mesh(np.asarray(jax.devices()), ("data",))
+
+
+def median_step_ms(fn: Callable, *args, warmup: int = 3, repeats: int = 30) -> float:
+    """Median wall time of ``fn(*args)`` in milliseconds, after ``warmup`` calls.
+
+    Each call is waited for (``block_until_ready``), so this is the time of one step,
+    compilation excluded.
+    """
+    for _ in range(warmup):
+        jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1e3)
+
+
+def _dataset_size(data: Any) -> int:
+    sizes = {np.shape(leaf)[0] for leaf in jax.tree.leaves(data)}
+    if len(sizes) != 1:
+        raise ValueError(f"data arrays disagree on their leading axis: {sorted(sizes)}")
+    return sizes.pop()
+
+
+def _batch_indices(step: int, n: int, batch_size: int, seed: int) -> np.ndarray:
+    per_epoch = n // batch_size
+    epoch, slot = divmod(step, per_epoch)
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    return order[slot * batch_size : (slot + 1) * batch_size].astype(np.int32)
+
+
+def _make_step(loss_fn: LossFn, optimizer, has_aux: bool, batch_sharding, seed: int):
+    base_key = jax.random.key(seed)
+
+    def step_fn(params, opt_state, data, indices, step):
+        batch = jax.tree.map(lambda leaf: leaf[indices], data)
+        batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+        key = jax.random.fold_in(base_key, step)
+        grad_fn = jax.value_and_grad(loss_fn, has_aux=has_aux)
+        value, grads = grad_fn(params, batch, key)
+        loss, aux = value if has_aux else (value, {})
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        return params, opt_state, {"loss": loss, **aux}
+
+    return jax.jit(step_fn)
+
+
+class _Checkpoints:
+    """Orbax checkpoints of the training state, one folder per ``fit`` name."""
+
+    def __init__(self, directory: Path):
+        import orbax.checkpoint as ocp
+
+        self._ocp = ocp
+        self.directory = directory
+        self.manager = ocp.CheckpointManager(
+            directory.absolute(),
+            options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True),
+        )
+
+    def latest(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, step: int, state: dict) -> None:
+        self.manager.save(step, args=self._ocp.args.StandardSave(state))
+        self.manager.wait_until_finished()
+
+    def restore(self, step: int, like: dict) -> dict:
+        restored = self.manager.restore(step, args=self._ocp.args.StandardRestore(like))
+        return jax.tree.unflatten(jax.tree.structure(like), jax.tree.leaves(restored))
+
+    def close(self) -> None:
+        self.manager.close()
+
+
+def _read_history(workdir: Workdir, name: str, upto: int) -> list[dict]:
+    import json
+
+    path = workdir.path / "metrics.jsonl"
+    if not path.exists():
+        return []
+    records = [json.loads(line) for line in path.read_text().splitlines() if line]
+    return [r for r in records if r.get("run") == name and r["step"] <= upto]
+
+
+def fit(
+    loss_fn: LossFn,
+    params: Params,
+    optimizer: optax.GradientTransformation,
+    data: Any,
+    *,
+    steps: int,
+    batch_size: int,
+    seed: int = 0,
+    has_aux: bool = False,
+    eval_fn: Callable[[Params], dict] | None = None,
+    eval_every: int = 0,
+    select_best: str | None = None,
+    log_every: int = 50,
+    checkpoint_every: int = 0,
+    workdir: Workdir | None = None,
+    name: str = "train",
+) -> FitResult:
+    """Train ``params`` to minimise ``loss_fn`` over mini-batches of ``data``.
+
+    Args:
+      loss_fn: ``loss_fn(params, batch, key) -> loss`` (or ``(loss, metrics)`` with
+        ``has_aux``); ``batch`` has the structure of ``data`` with ``batch_size`` rows.
+      params: initial parameters (any pytree).
+      optimizer: an optax transformation.
+      data: a pytree of arrays sharing a leading axis of size n >= batch_size.
+      steps: total optimizer steps (a resumed run counts the restored ones).
+      batch_size: rows per step; must divide evenly over the devices.
+      seed: fixes batch order and the per-step PRNG keys.
+      eval_fn: ``eval_fn(params) -> {metric: float}``, every ``eval_every`` steps and
+        at the end.
+      select_best: an ``eval_fn`` metric to minimise; its best params are returned as
+        ``best_params`` (early stopping without stopping).
+      log_every: steps between metric records (the only host syncs besides eval and
+        checkpoints).
+      checkpoint_every: steps between orbax checkpoints (0: none); needs ``workdir``.
+      workdir: where metrics and checkpoints go; ``workdir.resume`` continues from the
+        latest checkpoint of this ``name``.
+      name: tells apart several ``fit`` calls of one experiment.
+
+    Raises:
+      TrainingDiverged: the loss became non-finite; the last good checkpoint is kept.
+    """
+    n = _dataset_size(data)
+    if not 0 < batch_size <= n:
+        raise ValueError(
+            f"batch_size must be in 1..{n} (dataset size), got {batch_size}"
+        )
+    mesh = data_mesh()
+    if batch_size % mesh.size:
+        raise ValueError(
+            f"batch_size {batch_size} must be a multiple of the device count "
+            f"{mesh.size}"
+        )
+    if select_best is not None and not (eval_fn and eval_every):
+        raise ValueError("select_best needs eval_fn and eval_every > 0")
+    if checkpoint_every and workdir is None:
+        raise ValueError("checkpoint_every needs a workdir to write checkpoints into")
+
+    replicated = NamedSharding(mesh, P())
+    batch_sharding = NamedSharding(mesh, P("data"))
+    data = jax.device_put(jax.tree.map(jnp.asarray, data), replicated)
+    params = jax.device_put(params, replicated)
+    opt_state = jax.device_put(optimizer.init(params), replicated)
+    step_fn = _make_step(loss_fn, optimizer, has_aux, batch_sharding, seed)
+
+    best = {"params": params, "step": 0, "value": math.inf}
+    start, history = 0, []
+    checkpoints = None
+    if workdir is not None and checkpoint_every:
+        checkpoints = _Checkpoints(workdir.checkpoint_dir / name)
+        latest = checkpoints.latest() if workdir.resume else None
+        if latest is not None:
+            state = checkpoints.restore(latest, _state(params, opt_state, best))
+            params, opt_state = state["params"], state["opt_state"]
+            best = {
+                "params": state["best_params"],
+                "step": int(state["best_step"]),
+                "value": float(state["best_value"]),
+            }
+            start, history = latest, _read_history(workdir, name, latest)
+
+    pending: list[tuple[int, dict]] = []
+
+    def record(entry: dict) -> None:
+        history.append(entry)
+        if workdir is not None:
+            workdir.log_metrics(
+                entry["step"], {k: v for k, v in entry.items() if k != "step"}
+            )
+
+    def flush(step: int) -> None:
+        """Bring buffered step metrics to the host, check them, log their mean."""
+        if not pending:
+            return
+        host = jax.device_get([metrics for _, metrics in pending])
+        for (at, _), metrics in zip(pending, host, strict=True):
+            if not np.isfinite(metrics["loss"]):
+                kept = checkpoints.latest() if checkpoints else None
+                where = (
+                    f"; last good checkpoint: step {kept} in {checkpoints.directory}"
+                    if kept is not None
+                    else ""
+                )
+                raise TrainingDiverged(
+                    f"{name}: loss became {float(metrics['loss'])} at step {at}{where}"
+                )
+        means = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+        record({"step": step, "run": name, "split": "train", **means})
+        bar.set_postfix(loss=f"{means['loss']:.4g}", refresh=False)
+        pending.clear()
+
+    bar = progress(total=steps, desc=name, initial=start)
+    try:
+        for step in range(start, steps):
+            indices = _batch_indices(step, n, batch_size, seed)
+            indices = jax.make_array_from_callback(
+                indices.shape, batch_sharding, lambda index, i=indices: i[index]
+            )
+            params, opt_state, metrics = step_fn(params, opt_state, data, indices, step)
+            pending.append((step + 1, metrics))
+            bar.update()
+            done = step + 1
+            if done % log_every == 0 or done == steps:
+                flush(done)
+            if (
+                eval_fn is not None
+                and eval_every
+                and (done % eval_every == 0 or done == steps)
+            ):
+                flush(done)
+                values = {k: float(v) for k, v in eval_fn(params).items()}
+                record({"step": done, "run": name, "split": "eval", **values})
+                if select_best is not None and values[select_best] < best["value"]:
+                    best = {
+                        "params": params,
+                        "step": done,
+                        "value": values[select_best],
+                    }
+            if checkpoints is not None and done % checkpoint_every == 0:
+                flush(done)
+                checkpoints.save(done, _state(params, opt_state, best))
+    finally:
+        bar.close()
+        if checkpoints is not None:
+            checkpoints.close()
+    if select_best is None:
+        best = {"params": params, "step": steps}
+    return FitResult(params, opt_state, steps, history, best["params"], best["step"])
+
+
+def _state(params: Params, opt_state: Any, best: dict) -> dict:
+    return {
+        "params": params,
+        "opt_state": opt_state,
+        "best_params": best["params"],
+        "best_step": jnp.asarray(best["step"]),
+        "best_value": jnp.asarray(best["value"], dtype=jnp.float32),
+    }
