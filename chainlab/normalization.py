@@ -1,0 +1,415 @@
+"""Batch, instance and layer normalization as pure functions; how they couple samples.
+
+All three layers compute ``y = scale * (x - mean) / sqrt(var + eps) + offset`` per
+channel (the last axis); they differ only in which axes the statistics run over:
+
+=============  ==========================================  =====================
+layer          statistics over                             couples samples?
+=============  ==========================================  =====================
+batch norm     every axis but the last (batch and space)   yes
+instance norm  the spatial axes of each sample             no
+layer norm     the last axis of each row                   no
+=============  ==========================================  =====================
+
+The variance is the biased one (divide by the count) and ``eps`` sits inside the square
+root, as in Ioffe & Szegedy (2015), Flax and PyTorch. Because batch statistics depend on
+every sample, a batch-norm output of sample ``a`` depends on the input of sample ``b``:
+``cross_sample_jacobian`` measures exactly that coupling with ``jax.jacrev``. For a
+``(N, C)`` input, with ``xhat = (x - mean) / sqrt(var + eps)`` and ``eps = 0``, the
+chain rule gives the block
+
+    dy[a, c] / dx[b, c'] = delta(c, c') * scale[c] / sigma[c]
+                           * (delta(a, b) - 1/N - xhat[a, c] * xhat[b, c] / N),
+
+which is non-zero for ``a != b``. Two consequences of that formula, used by the
+``norm_coupling`` experiment: for any upstream gradient ``g = dL/dy`` the input gradient
+``dL/dx`` sums to zero over the batch and is orthogonal to ``xhat`` (per channel).
+
+Inference uses running averages of the batch statistics instead. They are explicit
+state: ``BatchNormState`` (a NamedTuple), updated by the pure ``update_running_stats``
+and consumed by ``batch_norm_inference``; nothing is mutated.
+
+Reference: S. Ioffe and C. Szegedy, "Batch Normalization: Accelerating Deep Network
+Training by Reducing Internal Covariate Shift", ICML 2015; D. Ulyanov et al., "Instance
+Normalization", arXiv:1607.08022; J. L. Ba et al., "Layer Normalization",
+arXiv:1607.06450.
+"""
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+__all__ = [
+    "BatchNormState",
+    "batch_norm",
+    "batch_norm_inference",
+    "batch_norm_stats",
+    "cross_sample_block_norms",
+    "cross_sample_jacobian",
+    "init_batch_norm_state",
+    "instance_norm",
+    "layer_norm",
+    "update_running_stats",
+]
+
+
+def _check_affine(name: str, x: jax.Array, scale: jax.Array, offset: jax.Array) -> None:
+    channels = x.shape[-1]
+    for label, value in (("scale", scale), ("offset", offset)):
+        if value.shape != (channels,):
+            raise ValueError(
+                f"{name}: {label} must have shape ({channels},) to match the last "
+                f"(channel) axis of x with shape {x.shape}; got {value.shape}."
+            )
+
+
+def _normalize(
+    x: jax.Array,
+    mean: jax.Array,
+    var: jax.Array,
+    scale: jax.Array,
+    offset: jax.Array,
+    eps: float,
+) -> jax.Array:
+    # mean and var keep the reduced axes (keepdims), so they broadcast at equal rank;
+    # scale and offset are (C,) and are reshaped to x's rank explicitly.
+    shape = (1,) * (x.ndim - 1) + (x.shape[-1],)
+    xhat = (x - mean) * jax.lax.rsqrt(var + eps)
+    return xhat * scale.reshape(shape) + offset.reshape(shape)
+
+
+def _moments(x: jax.Array, axes: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
+    # Biased variance from the centred values (no E[x^2] - E[x]^2 cancellation).
+    mean = jnp.mean(x, axis=axes, keepdims=True)
+    var = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)
+    return mean, var
+
+
+def batch_norm(
+    x: ArrayLike, scale: ArrayLike, offset: ArrayLike, *, eps: float = 1e-5
+) -> jax.Array:
+    """Batch normalization with training-mode (batch) statistics.
+
+    For ``x`` of shape ``(N, ..., C)`` and each channel ``c``,
+
+        y = scale[c] * (x - mu[c]) / sqrt(var[c] + eps) + offset[c],
+
+    with ``mu`` and the biased ``var`` taken over every axis but the last (the batch and
+    any spatial axes). The output of one sample therefore depends on all the others; see
+    ``cross_sample_jacobian``. Reference: Ioffe & Szegedy, ICML 2015.
+
+    Args:
+        x: array of shape ``(N, ..., C)``, at least 2-D.
+        scale: per-channel gain, shape ``(C,)``.
+        offset: per-channel bias, shape ``(C,)``.
+        eps: added to the variance inside the square root.
+
+    Returns:
+        Array of the shape of ``x``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> x = jnp.array([[1.0], [3.0]])
+        >>> y = batch_norm(x, jnp.ones(1), jnp.zeros(1), eps=0.0)
+        >>> [round(float(v), 4) for v in y[:, 0]]
+        [-1.0, 1.0]
+    """
+    x, scale, offset = jnp.asarray(x), jnp.asarray(scale), jnp.asarray(offset)
+    if x.ndim < 2:
+        raise ValueError(
+            f"batch_norm: x must have shape (N, ..., C) with at least 2 axes; got "
+            f"shape {x.shape}."
+        )
+    _check_affine("batch_norm", x, scale, offset)
+    mean, var = _moments(x, tuple(range(x.ndim - 1)))
+    return _normalize(x, mean, var, scale, offset, eps)
+
+
+def instance_norm(
+    x: ArrayLike, scale: ArrayLike, offset: ArrayLike, *, eps: float = 1e-5
+) -> jax.Array:
+    """Instance normalization: statistics over the spatial axes of each sample.
+
+    For ``x`` of shape ``(N, *spatial, C)``, each sample ``n`` and channel ``c`` is
+    normalized with the mean and biased variance of ``x[n, ..., c]`` over the spatial
+    axes, then scaled and shifted per channel. Samples never interact. Reference:
+    Ulyanov, Vedaldi & Lempitsky, arXiv:1607.08022.
+
+    Args:
+        x: array of shape ``(N, *spatial, C)`` with at least one spatial axis.
+        scale: per-channel gain, shape ``(C,)``.
+        offset: per-channel bias, shape ``(C,)``.
+        eps: added to the variance inside the square root.
+
+    Returns:
+        Array of the shape of ``x``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> x = jnp.array([[[0.0], [2.0]], [[5.0], [5.0]]])  # (N=2, L=2, C=1)
+        >>> y = instance_norm(x, jnp.ones(1), jnp.zeros(1), eps=0.0)
+        >>> [round(float(v), 4) for v in y[0, :, 0]]
+        [-1.0, 1.0]
+    """
+    x, scale, offset = jnp.asarray(x), jnp.asarray(scale), jnp.asarray(offset)
+    if x.ndim < 3:
+        raise ValueError(
+            f"instance_norm: x must have shape (N, *spatial, C) with at least one "
+            f"spatial axis (3 or more axes); got shape {x.shape}."
+        )
+    _check_affine("instance_norm", x, scale, offset)
+    mean, var = _moments(x, tuple(range(1, x.ndim - 1)))
+    return _normalize(x, mean, var, scale, offset, eps)
+
+
+def layer_norm(
+    x: ArrayLike, scale: ArrayLike, offset: ArrayLike, *, eps: float = 1e-5
+) -> jax.Array:
+    """Layer normalization: statistics over the last axis of each row.
+
+    ``y = scale * (x - mean(x)) / sqrt(var(x) + eps) + offset`` with the mean and biased
+    variance over the last axis only, so every row (every sample) is normalized on its
+    own. Reference: Ba, Kiros & Hinton, arXiv:1607.06450.
+
+    Args:
+        x: array of shape ``(..., C)``, at least 1-D.
+        scale: gain, shape ``(C,)``.
+        offset: bias, shape ``(C,)``.
+        eps: added to the variance inside the square root.
+
+    Returns:
+        Array of the shape of ``x``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> y = layer_norm(jnp.array([1.0, 3.0]), jnp.ones(2), jnp.zeros(2), eps=0.0)
+        >>> [round(float(v), 4) for v in y]
+        [-1.0, 1.0]
+    """
+    x, scale, offset = jnp.asarray(x), jnp.asarray(scale), jnp.asarray(offset)
+    if x.ndim < 1:
+        raise ValueError(
+            "layer_norm: x must have at least one axis (..., C); got a scalar."
+        )
+    _check_affine("layer_norm", x, scale, offset)
+    mean, var = _moments(x, (x.ndim - 1,))
+    return _normalize(x, mean, var, scale, offset, eps)
+
+
+class BatchNormState(NamedTuple):
+    """Running averages of the batch statistics, used by ``batch_norm_inference``.
+
+    Attributes:
+        mean: running mean per channel, shape ``(C,)``.
+        var: running biased variance per channel, shape ``(C,)``.
+    """
+
+    mean: jax.Array
+    var: jax.Array
+
+
+def init_batch_norm_state(num_channels: int, *, dtype=jnp.float32) -> BatchNormState:
+    """Initial running statistics: mean 0 and variance 1 per channel (as Flax, PyTorch).
+
+    Example:
+        >>> init_batch_norm_state(3).var.tolist()
+        [1.0, 1.0, 1.0]
+    """
+    if num_channels < 1:
+        raise ValueError(
+            f"init_batch_norm_state: num_channels must be a positive int; got "
+            f"{num_channels}."
+        )
+    return BatchNormState(
+        mean=jnp.zeros((num_channels,), dtype), var=jnp.ones((num_channels,), dtype)
+    )
+
+
+def batch_norm_stats(x: ArrayLike) -> tuple[jax.Array, jax.Array]:
+    """Per-channel batch mean and biased variance of ``x`` ``(N, ..., C)``, each (C,).
+
+    These are the statistics ``batch_norm`` uses in training mode.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> mean, var = batch_norm_stats(jnp.array([[1.0], [3.0]]))
+        >>> float(mean[0]), float(var[0])
+        (2.0, 1.0)
+    """
+    x = jnp.asarray(x)
+    if x.ndim < 2:
+        raise ValueError(
+            f"batch_norm_stats: x must have shape (N, ..., C) with at least 2 axes; "
+            f"got shape {x.shape}."
+        )
+    mean, var = _moments(x, tuple(range(x.ndim - 1)))
+    return mean.reshape(-1), var.reshape(-1)
+
+
+def update_running_stats(
+    state: BatchNormState, x: ArrayLike, *, momentum: float = 0.99
+) -> BatchNormState:
+    """One exponential-moving-average step of the running statistics (pure).
+
+        mean <- momentum * mean + (1 - momentum) * batch_mean(x)
+        var  <- momentum * var  + (1 - momentum) * batch_var(x)
+
+    with the biased batch variance, as Flax's ``BatchNorm`` (PyTorch averages the
+    unbiased variance instead). The running statistics are buffers, not parameters: no
+    gradient flows through this update (``stop_gradient``).
+
+    Args:
+        state: the current ``BatchNormState``.
+        x: a training batch ``(N, ..., C)``.
+        momentum: weight of the old value, in ``[0, 1)``.
+
+    Returns:
+        The new ``BatchNormState``; ``state`` itself is unchanged.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> state = init_batch_norm_state(1)
+        >>> state = update_running_stats(state, jnp.array([[1.0], [3.0]]), momentum=0.5)
+        >>> float(state.mean[0]), float(state.var[0])
+        (1.0, 1.0)
+    """
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(
+            f"update_running_stats: momentum must be in [0, 1); got {momentum}."
+        )
+    mean, var = batch_norm_stats(jax.lax.stop_gradient(jnp.asarray(x)))
+    if mean.shape != state.mean.shape:
+        raise ValueError(
+            f"update_running_stats: x has {mean.shape[0]} channels but the state "
+            f"tracks {state.mean.shape[0]}."
+        )
+    return BatchNormState(
+        mean=momentum * state.mean + (1.0 - momentum) * mean,
+        var=momentum * state.var + (1.0 - momentum) * var,
+    )
+
+
+def batch_norm_inference(
+    x: ArrayLike,
+    state: BatchNormState,
+    scale: ArrayLike,
+    offset: ArrayLike,
+    *,
+    eps: float = 1e-5,
+) -> jax.Array:
+    """Batch normalization with fixed (running) statistics, for evaluation.
+
+    ``y = scale * (x - state.mean) / sqrt(state.var + eps) + offset``: an affine map per
+    channel, so samples no longer interact and a single sample may be passed.
+
+    Args:
+        x: array of shape ``(..., C)``.
+        state: running statistics from ``update_running_stats``.
+        scale: per-channel gain, shape ``(C,)``.
+        offset: per-channel bias, shape ``(C,)``.
+        eps: added to the variance inside the square root.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> state = BatchNormState(mean=jnp.array([1.0]), var=jnp.array([4.0]))
+        >>> y = batch_norm_inference(jnp.array([5.0]), state, jnp.ones(1), jnp.zeros(1),
+        ...                          eps=0.0)
+        >>> float(y[0])
+        2.0
+    """
+    x, scale, offset = jnp.asarray(x), jnp.asarray(scale), jnp.asarray(offset)
+    if x.ndim < 1:
+        raise ValueError(
+            "batch_norm_inference: x must have at least one axis (..., C); got a "
+            "scalar."
+        )
+    _check_affine("batch_norm_inference", x, scale, offset)
+    if state.mean.shape != (x.shape[-1],) or state.var.shape != (x.shape[-1],):
+        raise ValueError(
+            f"batch_norm_inference: state statistics must have shape "
+            f"({x.shape[-1]},); got mean {state.mean.shape} and var {state.var.shape}."
+        )
+    shape = (1,) * (x.ndim - 1) + (x.shape[-1],)
+    return _normalize(
+        x, state.mean.reshape(shape), state.var.reshape(shape), scale, offset, eps
+    )
+
+
+def cross_sample_jacobian(
+    norm_fn: Callable[[jax.Array], jax.Array],
+    x: ArrayLike,
+    *,
+    loss_fn: Callable[[jax.Array], jax.Array] | None = None,
+) -> jax.Array:
+    """Blocks ``J[a, b] = d loss(y[a]) / d x[b]`` of a batch map ``y = norm_fn(x)``.
+
+    The "loss of sample ``a``" is ``loss_fn`` applied to that sample's output row
+    ``y[a]`` alone (a per-sample function: scalar or array valued, mapped over the batch
+    with ``vmap``). By default it is the output row itself, so ``J[a, b]`` is the full
+    Jacobian block ``dy[a] / dx[b]``. The Jacobian of the stacked per-sample losses with
+    respect to the whole batch is taken with ``jax.jacrev``; the off-diagonal blocks
+    ``a != b`` are the cross-sample coupling. They vanish for any map that treats the
+    samples independently (layer norm, instance norm) and not for batch norm.
+
+    Note that a normalized row has a fixed sum and a nearly fixed sum of squares, so a
+    loss such as ``sum(y[a])`` would hide the coupling; prefer the default or a generic
+    loss such as a fixed linear read-out.
+
+    Args:
+        norm_fn: map from a batch ``(N, ...)`` to outputs ``(N, ...)``.
+        x: the batch, shape ``(N, ...)``.
+        loss_fn: per-sample function of one output row; ``None`` for the identity.
+
+    Returns:
+        Array of shape ``(N, N, *loss_shape, *x.shape[1:])`` indexed ``[a, b, ...]``.
+
+    Example:
+        >>> import functools, jax.numpy as jnp
+        >>> bn = functools.partial(batch_norm, scale=jnp.ones(1), offset=jnp.zeros(1))
+        >>> jac = cross_sample_jacobian(bn, jnp.array([[0.0], [1.0], [5.0]]))
+        >>> jac.shape
+        (3, 3, 1, 1)
+        >>> bool(jnp.abs(jac[0, 1]).max() > 0)
+        True
+    """
+    x = jnp.asarray(x)
+    if x.ndim < 1:
+        raise ValueError(
+            "cross_sample_jacobian: x must have a leading batch axis (N, ...); got a "
+            "scalar."
+        )
+    n = x.shape[0]
+
+    def per_sample_losses(batch: jax.Array) -> jax.Array:
+        y = norm_fn(batch)
+        if y.ndim < 1 or y.shape[0] != n:
+            raise ValueError(
+                f"cross_sample_jacobian: norm_fn must map a batch of {n} samples to "
+                f"outputs with leading axis {n}; got output shape {y.shape}."
+            )
+        return y if loss_fn is None else jax.vmap(loss_fn)(y)
+
+    jac = jax.jacrev(per_sample_losses)(x)  # (N_a, *loss_shape, N_b, *x.shape[1:])
+    loss_ndim = jac.ndim - x.ndim - 1
+    return jnp.moveaxis(jac, 1 + loss_ndim, 1)
+
+
+def cross_sample_block_norms(jac: ArrayLike) -> jax.Array:
+    """Frobenius norm of each block ``J[a, b]`` of ``cross_sample_jacobian``: (N, N).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> round(float(cross_sample_block_norms(jnp.ones((2, 2, 3, 4)))[0, 1]), 4)
+        3.4641
+    """
+    jac = jnp.asarray(jac)
+    if jac.ndim < 2 or jac.shape[0] != jac.shape[1]:
+        raise ValueError(
+            f"cross_sample_block_norms: expected blocks of shape (N, N, ...); got "
+            f"{jac.shape}."
+        )
+    flat = jac.reshape(jac.shape[0], jac.shape[1], -1)
+    return jnp.sqrt(jnp.sum(jnp.square(flat), axis=-1))
