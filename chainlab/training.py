@@ -292,14 +292,9 @@ def fit(
         host = jax.device_get([metrics for _, metrics in pending])
         for (at, _), metrics in zip(pending, host, strict=True):
             if not np.isfinite(metrics["loss"]):
-                kept = checkpoints.latest() if checkpoints else None
-                where = (
-                    f"; last good checkpoint: step {kept} in {checkpoints.directory}"
-                    if kept is not None
-                    else ""
-                )
                 raise TrainingDiverged(
-                    f"{name}: loss became {float(metrics['loss'])} at step {at}{where}"
+                    f"{name}: loss became {float(metrics['loss'])} at step {at}"
+                    + _checkpoint_hint(checkpoints)
                 )
         means = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
         record({"step": step, "run": name, "split": "train", **means})
@@ -343,6 +338,15 @@ def fit(
     if select_best is None:
         best = {"params": params, "step": steps}
     return FitResult(params, opt_state, steps, history, best["params"], best["step"])
+
+
+def _checkpoint_hint(checkpoints: "_Checkpoints | None") -> str:
+    if checkpoints is None:
+        return ""
+    kept = checkpoints.latest()
+    if kept is None:
+        return "; no checkpoint had been written yet"
+    return f"; last good checkpoint: step {kept} in {checkpoints.directory}"
 
 
 def _state(params: Params, opt_state: Any, best: dict) -> dict:

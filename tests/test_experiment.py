@@ -1,0 +1,196 @@
+"""The runner: registry, config resolution, workdir layout, failures, resume."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+import chainlab.configs
+import chainlab.experiments
+from chainlab import experiment
+from chainlab.errors import ChainlabError, ExperimentFailed
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture
+def toy(monkeypatch):
+    """Register the toy experiment of tests/fixtures for this test only."""
+    monkeypatch.setattr(
+        chainlab.experiments,
+        "__path__",
+        [*chainlab.experiments.__path__, str(FIXTURES / "experiments")],
+    )
+    monkeypatch.setattr(
+        chainlab.configs,
+        "__path__",
+        [*chainlab.configs.__path__, str(FIXTURES / "configs")],
+    )
+    yield "toy"
+    for name in list(sys.modules):
+        if name.startswith(("chainlab.experiments.toy", "chainlab.configs.toy")):
+            del sys.modules[name]
+
+
+def test_registry_lists_toy_and_describes_it(toy):
+    assert "toy" in experiment.list_experiments()
+    assert (
+        experiment.describe("toy")
+        == "Toy regression used to test the runner (not shipped)."
+    )
+
+
+def test_unknown_experiment_suggests_close_names(toy):
+    with pytest.raises(ChainlabError, match="did you mean toy"):
+        experiment.get_config("tyo")
+
+
+def test_unknown_variant_lists_allowed(toy):
+    with pytest.raises(ChainlabError, match="allowed: '', 'quick'"):
+        experiment.get_config("toy", "huge")
+
+
+def test_overrides_parse_by_field_type(toy):
+    config = experiment.get_config(
+        "toy",
+        "quick",
+        overrides={
+            "steps": "7",
+            "learning_rate": "1e-2",
+            "fail": "no",
+            "model.width": 3,
+            "hidden": "(1, 2, 3)",
+        },
+    )
+    assert config.steps == 7 and config.learning_rate == 0.01 and config.fail is False
+    assert config.model.width == 3 and config.hidden == (1, 2, 3)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"steps": "abc"}, "steps expects a int, got 'abc'"),
+        ({"fail": "maybe"}, "fail expects a bool"),
+        ({"stpes": "3"}, "unknown config key 'stpes'; valid keys: .*model.width"),
+        ({"model.depth": "3"}, "unknown config key 'model.depth'"),
+        ({"steps": 2.5}, "steps expects a int, got 2.5"),
+    ],
+)
+def test_bad_overrides_are_refused(toy, overrides, message):
+    with pytest.raises(ChainlabError, match=message):
+        experiment.get_config("toy", overrides=overrides)
+
+
+def test_config_file(toy, tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"steps": 5, "model": {"width": 2}}))
+    config = experiment.get_config("toy", config_file=path)
+    assert config.steps == 5 and config.model.width == 2
+    with pytest.raises(ChainlabError, match="does not exist"):
+        experiment.get_config("toy", config_file=tmp_path / "missing.json")
+    path.write_text("{not json")
+    with pytest.raises(ChainlabError, match="not valid JSON"):
+        experiment.get_config("toy", config_file=path)
+
+
+def test_run_writes_the_workdir_layout(toy, tmp_path):
+    workdir = tmp_path / "run"
+    results = experiment.run("toy", variant="quick", workdir=workdir)
+    names = {p.name for p in workdir.iterdir()}
+    assert {
+        "config.json",
+        "versions.json",
+        "metrics.jsonl",
+        "results.json",
+        "report.md",
+        "loss.png",
+        "checkpoints",
+    } <= names
+    saved = json.loads((workdir / "results.json").read_text())
+    assert saved == results and saved["nested"] == {"a": 1} and len(saved["w"]) == 3
+    versions = json.loads((workdir / "versions.json").read_text())
+    assert {
+        "python",
+        "jax",
+        "jaxlib",
+        "flax",
+        "optax",
+        "backend",
+        "device_count",
+        "seed",
+    } <= set(versions)
+    report = (workdir / "report.md").read_text()
+    assert "| final_loss |" in report and "| pass |" in report
+    assert "![training loss](loss.png)" in report and "A toy note." in report
+    lines = (workdir / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    train = [r["step"] for r in records if r["split"] == "train"]
+    assert train == list(range(5, 41, 5))
+    assert [r["step"] for r in records if r["split"] == "eval"] == [40]
+
+
+def test_non_empty_workdir_is_never_overwritten(toy, tmp_path):
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "precious.txt").write_text("keep me")
+    with pytest.raises(ChainlabError, match="not empty; nothing was overwritten"):
+        experiment.run("toy", variant="quick", workdir=workdir)
+    assert (workdir / "precious.txt").read_text() == "keep me"
+    assert [p.name for p in workdir.iterdir()] == ["precious.txt"]
+
+
+def test_crash_keeps_partial_output_and_says_where(toy, tmp_path):
+    workdir = tmp_path / "run"
+    with pytest.raises(ExperimentFailed, match=f"partial output kept in {workdir}"):
+        experiment.run(
+            "toy", variant="quick", workdir=workdir, overrides={"fail": True}
+        )
+    assert (workdir / "metrics.jsonl").exists() and (workdir / "config.json").exists()
+    assert "RuntimeError: toy failure" in (workdir / "error.txt").read_text()
+    assert "**FAILED:**" in (workdir / "report.md").read_text()
+
+
+def test_nan_guard_names_the_step_and_keeps_last_good_checkpoint(toy, tmp_path):
+    workdir = tmp_path / "run"
+    with pytest.raises(
+        ExperimentFailed, match=r"loss became nan at step \d+; last good"
+    ):
+        experiment.run(
+            "toy", variant="quick", workdir=workdir, overrides={"diverge_at_loss": 1e-6}
+        )
+    kept = sorted(int(p.name) for p in (workdir / "checkpoints" / "train").iterdir())
+    assert kept, "the last good checkpoint must survive the divergence"
+
+
+def test_resume_reproduces_an_uninterrupted_run(toy, tmp_path):
+    full = experiment.run("toy", workdir=tmp_path / "full")
+    partial = tmp_path / "partial"
+    with pytest.raises(KeyboardInterrupt):
+        experiment.run("toy", workdir=partial, overrides={"crash_at_step": 35})
+    assert (partial / "checkpoints" / "train" / "30").is_dir()
+    resumed = experiment.run("toy", workdir=partial, resume=True)
+    assert resumed["w"] == full["w"]
+    assert resumed["final_loss"] == full["final_loss"]
+
+
+def test_resume_refuses_a_different_config(toy, tmp_path):
+    experiment.run("toy", variant="quick", workdir=tmp_path / "run")
+    with pytest.raises(ChainlabError, match="different config"):
+        experiment.run(
+            "toy", workdir=tmp_path / "run", resume=True, overrides={"steps": 3}
+        )
+    with pytest.raises(ChainlabError, match="holds no run"):
+        experiment.run("toy", workdir=tmp_path / "nothing", resume=True)
+
+
+def test_reproduce_gathers_reports_and_survives_a_failure(toy, tmp_path):
+    outcome = experiment.reproduce(
+        variant="quick", only=["toy_broken", "toy"], workdir=tmp_path / "r"
+    )
+    assert not outcome.ok
+    assert outcome.experiments["toy"]["status"] == "ok"
+    assert outcome.experiments["toy_broken"]["status"] == "failed"
+    report = (tmp_path / "r" / "REPORT.md").read_text()
+    assert "| [toy](#toy) | ok |" in report and "](toy/loss.png)" in report
+    assert "| [toy_broken](#toy_broken) | failed |" in report

@@ -1,0 +1,142 @@
+"""The shared training loop: determinism, validation, data parallelism."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from chainlab.training import fit, median_step_ms
+
+# Summation order differs when the batch is split over devices: float32 round-off.
+DATA_PARALLEL_RTOL = 1e-5
+
+PROGRAM = textwrap.dedent(
+    """
+    import json
+    import jax, jax.numpy as jnp, numpy as np, optax
+    from chainlab.training import fit
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 4)).astype(np.float32)
+    y = np.tanh(x @ rng.normal(size=(4, 1))).astype(np.float32)
+
+    def loss_fn(params, batch, key):
+        xb, yb = batch
+        hidden = jnp.tanh(xb @ params["w1"])
+        noise = 0.01 * jax.random.normal(key, yb.shape)
+        return jnp.mean((hidden @ params["w2"] - yb - noise) ** 2)
+
+    params = {"w1": jnp.full((4, 8), 0.1), "w2": jnp.full((8, 1), 0.1)}
+    result = fit(loss_fn, params, optax.adam(1e-2), (x, y), steps=40,
+                 batch_size=32, seed=3, log_every=5)
+    print(json.dumps({"devices": jax.device_count(),
+                      "losses": [r["loss"] for r in result.history]}))
+    """
+)
+
+
+def _curve(devices: int) -> dict:
+    env = {**os.environ, "JAX_NUM_CPU_DEVICES": str(devices), "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run(
+        [sys.executable, "-c", PROGRAM],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_two_devices_follow_the_one_device_loss_curve():
+    one, two = _curve(1), _curve(2)
+    assert one["devices"] == 1 and two["devices"] == 2
+    np.testing.assert_allclose(two["losses"], one["losses"], rtol=DATA_PARALLEL_RTOL)
+    assert one["losses"][-1] < one["losses"][0]
+
+
+def _problem():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 2)).astype(np.float32)
+    y = x @ np.asarray([2.0, -1.0], np.float32)
+
+    def loss_fn(params, batch, key):
+        xb, yb = batch
+        return jnp.mean((xb @ params - yb) ** 2)
+
+    return loss_fn, (x, y)
+
+
+def test_fit_is_deterministic_in_the_seed():
+    loss_fn, data = _problem()
+    runs = [
+        fit(
+            loss_fn,
+            jnp.zeros(2),
+            optax.sgd(0.05),
+            data,
+            steps=6,
+            batch_size=8,
+            seed=seed,
+            log_every=1,
+        )
+        for seed in (0, 0, 1)
+    ]
+    losses = [[r["loss"] for r in run.history] for run in runs]
+    assert losses[0] == losses[1] and losses[0] != losses[2]
+
+
+def test_select_best_keeps_the_best_evaluation():
+    loss_fn, data = _problem()
+    values = iter([3.0, 1.0, 2.0])
+    result = fit(
+        loss_fn,
+        jnp.zeros(2),
+        optax.sgd(0.05),
+        data,
+        steps=6,
+        batch_size=8,
+        eval_fn=lambda p: {"val": next(values)},
+        eval_every=2,
+        select_best="val",
+    )
+    assert result.best_step == 4 and result.step == 6
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"batch_size": 0}, "batch_size must be in 1..64"),
+        ({"batch_size": 65}, "batch_size must be in 1..64"),
+        ({"select_best": "val"}, "select_best needs eval_fn"),
+        ({"checkpoint_every": 2}, "checkpoint_every needs a workdir"),
+    ],
+)
+def test_fit_refuses_bad_arguments(kwargs, message):
+    loss_fn, data = _problem()
+    arguments = {"steps": 2, "batch_size": 8, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        fit(loss_fn, jnp.zeros(2), optax.sgd(0.1), data, **arguments)
+
+
+def test_fit_refuses_ragged_data():
+    loss_fn, _ = _problem()
+    with pytest.raises(ValueError, match="disagree on their leading axis"):
+        fit(
+            loss_fn,
+            jnp.zeros(2),
+            optax.sgd(0.1),
+            (np.zeros((4, 2)), np.zeros(5)),
+            steps=1,
+            batch_size=2,
+        )
+
+
+def test_median_step_ms_is_positive():
+    assert median_step_ms(lambda a: a * 2, jnp.ones(4), warmup=1, repeats=3) > 0
