@@ -1,0 +1,297 @@
+"""Piecewise activations with explicit, documented derivatives at their kinks.
+
+A kink is a point where the left and right derivatives differ, so autodiff has to pick
+one number. JAX's built-ins pick differently: ``jax.nn.relu`` uses 0 at x = 0, while
+``jnp.maximum(x, 0)`` splits ties and gives 1/2; ``jnp.max`` likewise shares the
+gradient among all tied entries. Here each kink has one stated convention, implemented
+as a :func:`jax.custom_jvp` rule, so it holds in forward mode (``jax.jvp``,
+``jax.jacfwd``), reverse mode (``jax.grad``, ``jax.vjp``), and nested derivatives
+(``jax.hessian``, Jacobian-of-gradient), under ``jax.jit`` and ``jax.vmap``.
+
+Conventions at the kink:
+
+- ``relu``: derivative 0 at x = 0 (the left derivative; same as ``jax.nn.relu``).
+- ``leaky_relu``: derivative ``slope`` at x = 0 (the left derivative), so ``slope=0``
+  is exactly :func:`relu`, derivative included.
+- ``elu``: ``side="right"`` gives 1 at x = 0, ``side="left"`` gives ``alpha``.
+- ``maxout``: the gradient goes to the winning piece only; a tie goes to the lowest
+  piece index and is never split.
+
+Integer and boolean inputs are promoted to the default floating dtype; complex inputs
+are refused (a kink has no meaning there).
+"""
+
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+ELU_SIDES = ("right", "left")
+
+
+def _as_real_float(x: ArrayLike, name: str) -> jax.Array:
+    """``x`` as a real floating array (ints and bools promoted), else TypeError."""
+    x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jnp.complexfloating):
+        raise TypeError(f"{name} must be real, got dtype {x.dtype}")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(jnp.result_type(float))
+    return x
+
+
+# --- relu ---------------------------------------------------------------------------
+
+
+@jax.custom_jvp
+def _relu(x: jax.Array) -> jax.Array:
+    return jnp.where(x > 0, x, jnp.zeros_like(x))
+
+
+@_relu.defjvp
+def _relu_jvp(primals, tangents):
+    (x,), (tx,) = primals, tangents
+    # d relu / dx = 1 if x > 0 else 0, so the kink x == 0 gets 0.
+    return _relu(x), jnp.where(x > 0, tx, jnp.zeros_like(tx))
+
+
+def relu(x: ArrayLike) -> jax.Array:
+    r"""Rectified linear unit, ``max(x, 0)``, with derivative 0 at the kink.
+
+    .. math::
+        \mathrm{relu}(x) = \max(x, 0), \qquad
+        \mathrm{relu}'(x) = \begin{cases} 1 & x > 0 \\ 0 & x \le 0 \end{cases}
+
+    The value at x = 0 is the left derivative, the convention of ``jax.nn.relu``
+    (``jnp.maximum(x, 0)`` instead gives 1/2 there). The second derivative is 0
+    everywhere. Reference: Nair & Hinton, "Rectified Linear Units Improve Restricted
+    Boltzmann Machines", ICML 2010.
+
+    Args:
+      x: any array.
+
+    Returns:
+      An array of the shape of ``x``.
+
+    Example:
+      >>> import jax
+      >>> from chainlab.activations import relu
+      >>> float(relu(-2.0)), float(relu(3.0))
+      (0.0, 3.0)
+      >>> float(jax.grad(relu)(0.0)), float(jax.grad(relu)(1.0))
+      (0.0, 1.0)
+    """
+    return _relu(_as_real_float(x, "relu input"))
+
+
+# --- leaky relu ---------------------------------------------------------------------
+
+
+@jax.custom_jvp
+def _leaky_relu(x: jax.Array, slope: jax.Array) -> jax.Array:
+    return jnp.where(x > 0, x, slope * x)
+
+
+@_leaky_relu.defjvp
+def _leaky_relu_jvp(primals, tangents):
+    (x, slope), (tx, tslope) = primals, tangents
+    # d/dx = 1 if x > 0 else slope (so the kink x == 0 gets slope);
+    # d/dslope = 0 if x > 0 else x.
+    tangent = jnp.where(x > 0, tx, slope * tx + x * tslope)
+    return _leaky_relu(x, slope), tangent
+
+
+def leaky_relu(x: ArrayLike, slope: ArrayLike = 0.01) -> jax.Array:
+    r"""Leaky ReLU with derivative ``slope`` at the kink.
+
+    .. math::
+        f(x) = \begin{cases} x & x > 0 \\ s\,x & x \le 0 \end{cases}, \qquad
+        \partial_x f = \begin{cases} 1 & x > 0 \\ s & x \le 0 \end{cases}, \qquad
+        \partial_s f = \begin{cases} 0 & x > 0 \\ x & x \le 0 \end{cases}
+
+    At x = 0 the left derivative ``slope`` is used, so ``slope=0`` reproduces
+    :func:`relu` exactly, derivative included (``jax.nn.leaky_relu`` uses 1 there).
+    ``slope`` is differentiable, so it can be learned (PReLU). Reference: Maas, Hannun &
+    Ng, "Rectifier Nonlinearities Improve Neural Network Acoustic Models", ICML 2013.
+
+    Args:
+      x: any array.
+      slope: the slope for x <= 0; a scalar or an array broadcastable to ``x`` (same
+        rank, or a scalar).
+
+    Returns:
+      An array of the broadcast shape of ``x`` and ``slope``.
+
+    Example:
+      >>> import jax
+      >>> from chainlab.activations import leaky_relu
+      >>> round(float(leaky_relu(-2.0, 0.1)), 4)
+      -0.2
+      >>> round(float(jax.grad(leaky_relu)(0.0, 0.1)), 4)
+      0.1
+    """
+    x = _as_real_float(x, "leaky_relu input")
+    slope = _as_real_float(slope, "leaky_relu slope")
+    return _leaky_relu(x, slope)
+
+
+# --- elu ----------------------------------------------------------------------------
+
+
+def _elu_value(x: jax.Array, alpha: jax.Array) -> jax.Array:
+    # The negative branch sees min(x, 0), so expm1 never overflows in the unused branch.
+    negative = jnp.where(x > 0, jnp.zeros_like(x), x)
+    return jnp.where(x > 0, x, alpha * jnp.expm1(negative))
+
+
+def _elu_tangent(x, alpha, tx, talpha, right: bool) -> jax.Array:
+    # d/dx = 1 for x > 0, alpha * exp(x) for x < 0; at x == 0 the side decides:
+    # right -> 1, left -> alpha * exp(0) = alpha.  d/dalpha = expm1(x) for x <= 0.
+    # exp sees min(x, 0) so that nested derivatives never form 0 * inf.
+    negative = jnp.where(x > 0, jnp.zeros_like(x), x)
+    on_linear_piece = x >= 0 if right else x > 0
+    left_tangent = alpha * jnp.exp(negative) * tx + jnp.expm1(negative) * talpha
+    return jnp.where(on_linear_piece, tx, left_tangent)
+
+
+@jax.custom_jvp
+def _elu_right(x: jax.Array, alpha: jax.Array) -> jax.Array:
+    return _elu_value(x, alpha)
+
+
+@_elu_right.defjvp
+def _elu_right_jvp(primals, tangents):
+    (x, alpha), (tx, talpha) = primals, tangents
+    return _elu_right(x, alpha), _elu_tangent(x, alpha, tx, talpha, right=True)
+
+
+@jax.custom_jvp
+def _elu_left(x: jax.Array, alpha: jax.Array) -> jax.Array:
+    return _elu_value(x, alpha)
+
+
+@_elu_left.defjvp
+def _elu_left_jvp(primals, tangents):
+    (x, alpha), (tx, talpha) = primals, tangents
+    return _elu_left(x, alpha), _elu_tangent(x, alpha, tx, talpha, right=False)
+
+
+def elu(
+    x: ArrayLike,
+    alpha: ArrayLike = 1.0,
+    *,
+    side: Literal["right", "left"] = "right",
+) -> jax.Array:
+    r"""Exponential linear unit with a chosen one-sided derivative at x = 0.
+
+    .. math::
+        f(x) = \begin{cases} x & x > 0 \\ \alpha\,(e^{x} - 1) & x \le 0 \end{cases},
+        \qquad
+        f'(x) = \begin{cases} 1 & x > 0 \\ \alpha\,e^{x} & x < 0 \end{cases}
+
+    At x = 0 the right derivative is 1 and the left derivative is alpha; they agree only
+    for alpha = 1. ``side="right"`` uses 1 and ``side="left"`` uses alpha. The choice
+    carries into nested derivatives: the second derivative at 0 is 0 (right) or alpha
+    (left). ``jax.nn.elu`` uses the left value. ``alpha`` is differentiable. Reference:
+    Clevert, Unterthiner & Hochreiter, "Fast and Accurate Deep Network Learning by
+    Exponential Linear Units (ELUs)", ICLR 2016.
+
+    Args:
+      x: any array.
+      alpha: the saturation value for x -> -inf is ``-alpha``; a scalar or an array
+        broadcastable to ``x`` (same rank, or a scalar).
+      side: ``"right"`` or ``"left"``, the one-sided derivative used at x == 0.
+
+    Returns:
+      An array of the broadcast shape of ``x`` and ``alpha``.
+
+    Example:
+      >>> import jax
+      >>> from chainlab.activations import elu
+      >>> round(float(elu(-1.0, 0.5)), 4)
+      -0.3161
+      >>> right = jax.grad(lambda x: elu(x, 0.5, side="right"))
+      >>> left = jax.grad(lambda x: elu(x, 0.5, side="left"))
+      >>> float(right(0.0)), float(left(0.0))
+      (1.0, 0.5)
+    """
+    if side not in ELU_SIDES:
+        raise ValueError(f"elu side must be one of {ELU_SIDES}, got {side!r}")
+    x = _as_real_float(x, "elu input")
+    alpha = _as_real_float(alpha, "elu alpha")
+    return _elu_right(x, alpha) if side == "right" else _elu_left(x, alpha)
+
+
+# --- maxout -------------------------------------------------------------------------
+
+
+@jax.custom_jvp
+def _max_over_pieces(z: jax.Array) -> jax.Array:
+    """``max(z, axis=-2)`` for z ``(..., k, d_out)``."""
+    return jnp.max(z, axis=-2)
+
+
+@_max_over_pieces.defjvp
+def _max_over_pieces_jvp(primals, tangents):
+    (z,), (tz,) = primals, tangents
+    # The tangent of the winning piece only; argmax returns the first maximum, so a tie
+    # goes to the lowest piece index and is never split (jnp.max would share it).
+    winner = jnp.argmax(z, axis=-2)[..., None, :]
+    tangent = jnp.take_along_axis(tz, winner, axis=-2)[..., 0, :]
+    return _max_over_pieces(z), tangent
+
+
+def maxout(x: ArrayLike, weight: ArrayLike, bias: ArrayLike) -> jax.Array:
+    r"""Maxout unit: the maximum of k affine pieces, gradient to the winner only.
+
+    .. math::
+        z_{p j} = \sum_i x_i W_{p i j} + b_{p j}, \qquad
+        y_j = \max_p z_{p j}, \qquad
+        \frac{\partial y_j}{\partial z_{p j}} = [p = p^*_j],
+        \quad p^*_j = \min \operatorname{arg\,max}_p z_{p j}
+
+    So per output unit only the winning piece's weights and bias receive gradient, and
+    when several pieces tie the lowest index wins (the gradient is never split, unlike
+    ``jnp.max``). Reference: Goodfellow, Warde-Farley, Mirza, Courville & Bengio,
+    "Maxout Networks", ICML 2013.
+
+    Args:
+      x: inputs ``(..., d_in)``.
+      weight: piece weights ``(k, d_in, d_out)``.
+      bias: piece biases ``(k, d_out)``.
+
+    Returns:
+      ``(..., d_out)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from chainlab.activations import maxout
+      >>> w = jnp.array([[[1.0]], [[-1.0]]])  # k=2 pieces of x -> x and x -> -x: |x|
+      >>> b = jnp.zeros((2, 1))
+      >>> float(maxout(jnp.array([-3.0]), w, b)[0])
+      3.0
+      >>> # at x = 0 both pieces tie; piece 0 gets the whole gradient
+      >>> jax.grad(lambda b: maxout(jnp.array([0.0]), w, b)[0])(b).ravel().tolist()
+      [1.0, 0.0]
+    """
+    x = _as_real_float(x, "maxout input")
+    weight = _as_real_float(weight, "maxout weight")
+    bias = _as_real_float(bias, "maxout bias")
+    if weight.ndim != 3:
+        raise ValueError(
+            f"maxout weight must have shape (k, d_in, d_out), got {weight.shape}"
+        )
+    k, d_in, d_out = weight.shape
+    if x.ndim < 1 or x.shape[-1] != d_in:
+        raise ValueError(
+            f"maxout input must have shape (..., {d_in}) to match weight"
+            f" {weight.shape}, got {x.shape}"
+        )
+    if bias.shape != (k, d_out):
+        raise ValueError(
+            f"maxout bias must have shape {(k, d_out)} to match weight {weight.shape},"
+            f" got {bias.shape}"
+        )
+    z = jnp.einsum("...i,pio->...po", x, weight)
+    z = z + jnp.broadcast_to(bias, z.shape)
+    return _max_over_pieces(z)
