@@ -7,6 +7,10 @@ An experiment NAME is two modules that ship with the package:
 - ``configs/NAME.py`` (``chainlab.configs.NAME``): ``get_config(variant) ->
   ConfigDict`` with variants ``""`` (paper scale) and ``"quick"`` (seconds).
 
+Your own experiments need no change to the package: put ``experiments/NAME.py`` and
+``configs/NAME.py`` under a folder and list it in the ``CHAINLAB_PATH`` environment
+variable (``os.pathsep``-separated, like ``PYTHONPATH``).
+
 From Python::
 
     import chainlab
@@ -15,6 +19,7 @@ From Python::
 
 import difflib
 import importlib
+import os
 import pkgutil
 import re
 import shutil
@@ -46,10 +51,23 @@ __all__ = [
 ]
 
 DEFAULT_VARIANTS = ("", "quick")
+SEARCH_PATH_VARIABLE = "CHAINLAB_PATH"
+
+
+def _extend_search_path() -> None:
+    """Add ``$CHAINLAB_PATH/{experiments,configs}`` folders to the two packages."""
+    for root in filter(
+        None, os.environ.get(SEARCH_PATH_VARIABLE, "").split(os.pathsep)
+    ):
+        for package in (chainlab.experiments, chainlab.configs):
+            folder = str(Path(root) / package.__name__.rsplit(".", 1)[-1])
+            if folder not in package.__path__:
+                package.__path__.append(folder)
 
 
 def list_experiments() -> list[str]:
     """Names of all registered experiments, sorted."""
+    _extend_search_path()
     return sorted(
         info.name
         for info in pkgutil.iter_modules(chainlab.experiments.__path__)
