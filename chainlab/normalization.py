@@ -15,15 +15,17 @@ The variance is the biased one (divide by the count) and ``eps`` sits inside the
 root, as in Ioffe & Szegedy (2015), Flax and PyTorch. Because batch statistics depend on
 every sample, a batch-norm output of sample ``a`` depends on the input of sample ``b``:
 ``cross_sample_jacobian`` measures exactly that coupling with ``jax.jacrev``. For a
-``(N, C)`` input, with ``xhat = (x - mean) / sqrt(var + eps)`` and ``eps = 0``, the
-chain rule gives the block
+``(N, C)`` input, with ``s = sqrt(var + eps)`` and ``xhat = (x - mean) / s``, the chain
+rule gives the block
 
-    dy[a, c] / dx[b, c'] = delta(c, c') * scale[c] / sigma[c]
+    dy[a, c] / dx[b, c'] = delta(c, c') * scale[c] / s[c]
                            * (delta(a, b) - 1/N - xhat[a, c] * xhat[b, c] / N),
 
-which is non-zero for ``a != b``. Two consequences of that formula, used by the
-``norm_coupling`` experiment: for any upstream gradient ``g = dL/dy`` the input gradient
-``dL/dx`` sums to zero over the batch and is orthogonal to ``xhat`` (per channel).
+which is non-zero for ``a != b``. Two consequences, used by the ``norm_coupling``
+experiment: for any upstream gradient ``g = dL/dy``, per channel, the input gradient
+``dL/dx`` sums to zero over the batch, and ``sum_b dL/dx[b] xhat[b] =
+(scale / s) * (eps / (var + eps)) * sum_a g[a] xhat[a]``, so it is orthogonal to
+``xhat`` exactly when ``eps = 0`` (and nearly so for ``eps << var``).
 
 Inference uses running averages of the batch statistics instead. They are explicit
 state: ``BatchNormState`` (a NamedTuple), updated by the pure ``update_running_stats``
