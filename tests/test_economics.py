@@ -1,0 +1,217 @@
+"""Tests for chainlab.science.economics: implicit differentiation and IS-LM."""
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from chainlab.science.economics import (
+    ISLM_PARAMETERS,
+    ISLM_VARIABLES,
+    aggregate_demand,
+    comparative_statics,
+    islm_residual,
+    linear_islm,
+    semilog_islm,
+    solve_equilibrium,
+)
+
+# Exact arithmetic in float64 leaves only rounding: a few hundred ulps of 1e3-sized
+# numbers.
+EXACT_RTOL = 1e-10
+# float32 Newton solve of a 1e3-sized system: a few ulps of float32.
+FLOAT32_RTOL = 1e-5
+# Central differences with step 1e-5 in float64: truncation O(h^2) ~ 1e-10 relative,
+# rounding ~ eps / h ~ 1e-11; 1e-7 leaves a wide margin.
+FD_RTOL = 1e-7
+FD_STEP = 1e-5
+
+# Mankiw, Macroeconomics, ch. 11, problem 3: C = 200 + 0.75 (Y - T), I = 200 - 25 r,
+# G = T = 100, M = 1000, P = 2, (M/P)^d = Y - 100 r. Equilibrium Y = 1100, r = 6 and
+# aggregate demand Y = 850 + 500 / P.
+MANKIW = dict(c0=200.0, c=0.75, i0=200.0, b=25.0, k=1.0, h=100.0)
+MANKIW_THETA = (100.0, 100.0, 1000.0, 2.0)
+SEMILOG = dict(c0=200.0, c=0.75, i0=200.0, b=25.0, k=1.0, eta=0.1)
+
+
+def mankiw_system():
+    return partial(islm_residual, linear_islm(**MANKIW))
+
+
+def semilog_system():
+    return partial(islm_residual, semilog_islm(**SEMILOG))
+
+
+def linear_closed_form(G, T, M, P, *, c0, c, i0, b, k, h):
+    """Equilibrium and dx/dtheta of the linear model by hand (Cramer's rule)."""
+    D = h * (1 - c) + b * k
+    A = c0 - c * T + i0 + G
+    Y = (h * A + b * M / P) / D
+    r = (k * Y - M / P) / h
+    dY = np.array([h, -c * h, b / P, -b * M / P**2]) / D  # d/d(G, T, M, P)
+    dmoney = np.array([0.0, 0.0, 1 / P, -M / P**2])  # d(M/P)/d(G, T, M, P)
+    dr = (k * dY - dmoney) / h
+    return np.array([Y, r]), np.stack([dY, dr])
+
+
+def test_names_match_shapes():
+    assert ISLM_VARIABLES == ("Y", "r")
+    assert ISLM_PARAMETERS == ("G", "T", "M", "P")
+
+
+@pytest.mark.parametrize(
+    "theta, expected",
+    [
+        ((100.0, 100.0, 1000.0, 2.0), (1100.0, 6.0)),  # Mankiw 3(a)
+        ((150.0, 100.0, 1000.0, 2.0), (1200.0, 7.0)),  # 3(b): G up by 50
+        ((100.0, 100.0, 1200.0, 2.0), (1150.0, 5.5)),  # 3(c): M up by 200
+        ((100.0, 100.0, 1000.0, 4.0), (975.0, 7.25)),  # 3(d): P up to 4
+    ],
+)
+def test_mankiw_equilibria(x64, theta, expected):
+    x = solve_equilibrium(mankiw_system(), jnp.zeros(2), jnp.array(theta))
+    np.testing.assert_allclose(x, expected, rtol=EXACT_RTOL)
+    assert x.dtype == jnp.float64
+
+
+def test_float32_equilibrium():
+    x = solve_equilibrium(mankiw_system(), jnp.zeros(2), jnp.array(MANKIW_THETA))
+    assert x.dtype == jnp.float32
+    np.testing.assert_allclose(x, (1100.0, 6.0), rtol=FLOAT32_RTOL)
+
+
+def test_comparative_statics_matches_closed_form(x64):
+    theta = np.array([120.0, 80.0, 900.0, 1.5])
+    x_star, expected = linear_closed_form(*theta, **MANKIW)
+    F = mankiw_system()
+    np.testing.assert_allclose(F(x_star, theta), 0.0, atol=1e-9)
+    dx = comparative_statics(F, x_star, theta)
+    assert dx.shape == (2, 4)
+    np.testing.assert_allclose(dx, expected, rtol=EXACT_RTOL)
+
+
+def test_mankiw_slopes(x64):
+    dx = comparative_statics(
+        mankiw_system(), jnp.array([1100.0, 6.0]), jnp.array(MANKIW_THETA)
+    )
+    # Y = 850 + 500 / P: dY/dP = -125 at P = 2; government multiplier h / D = 2.
+    np.testing.assert_allclose(dx[0], [2.0, -1.5, 0.25, -125.0], rtol=EXACT_RTOL)
+
+
+@pytest.mark.parametrize("system", [mankiw_system, semilog_system])
+def test_implicit_gradient_matches_finite_differences(x64, system):
+    F = system()
+    theta = jnp.array(MANKIW_THETA)
+    x0 = jnp.array([1000.0, 5.0])
+    solve = jax.jit(lambda theta: solve_equilibrium(F, x0, theta))
+    jac_rev = jax.jit(jax.jacrev(solve))(theta)
+    jac_fwd = jax.jit(jax.jacfwd(solve))(theta)
+    steps = FD_STEP * jnp.maximum(1.0, jnp.abs(theta))
+    shifts = jnp.diag(steps)
+    finite_difference = (
+        (
+            jax.vmap(solve)(theta[None, :] + shifts)
+            - jax.vmap(solve)(theta[None, :] - shifts)
+        ).T
+        / steps[None, :]
+        / 2
+    )
+    np.testing.assert_allclose(jac_rev, finite_difference, rtol=FD_RTOL, atol=1e-9)
+    np.testing.assert_allclose(jac_fwd, jac_rev, rtol=EXACT_RTOL)
+    ift = comparative_statics(F, solve(theta), theta)
+    np.testing.assert_allclose(jac_rev, ift, rtol=EXACT_RTOL)
+
+
+def test_check_grads_through_solver(x64):
+    F = semilog_system()
+    solve = lambda theta: solve_equilibrium(F, jnp.array([1000.0, 5.0]), theta)  # noqa: E731
+    check_grads(solve, (jnp.array(MANKIW_THETA),), order=1, modes=("fwd", "rev"))
+
+
+def test_semilog_slope_closed_form(x64):
+    """dY/dP = -b Y / (P (b + (1 - c) eta Y)) along the semi-log equilibrium."""
+    model = semilog_islm(**SEMILOG)
+    theta = dict(G=100.0, T=100.0, M=1000.0)
+    P = 2.0
+    ad = lambda P: aggregate_demand(model, P, **theta, x0=[1000.0, 5.0])  # noqa: E731
+    Y = ad(P)
+    b, c, eta = SEMILOG["b"], SEMILOG["c"], SEMILOG["eta"]
+    expected = -b * Y / (P * (b + (1 - c) * eta * Y))
+    np.testing.assert_allclose(jax.grad(ad)(P), expected, rtol=EXACT_RTOL)
+    # Y is on both curves: 1700 - 100 r = Y and Y exp(-0.1 r) = 500.
+    r = (1700.0 - Y) / 100.0
+    np.testing.assert_allclose(Y * jnp.exp(-0.1 * r), 500.0, rtol=EXACT_RTOL)
+
+
+def test_aggregate_demand_curve(x64):
+    model = linear_islm(**MANKIW)
+    P = jnp.array([[1.0, 2.0], [4.0, 5.0]])
+    Y = aggregate_demand(model, P, G=100.0, T=100.0, M=1000.0, x0=[0.0, 0.0])
+    assert Y.shape == P.shape
+    np.testing.assert_allclose(Y, 850.0 + 500.0 / P, rtol=EXACT_RTOL)
+    slope = jax.vmap(
+        jax.grad(
+            lambda p: aggregate_demand(model, p, G=100.0, T=100.0, M=1000.0, x0=[0, 0])
+        )
+    )(P.reshape(-1))
+    np.testing.assert_allclose(slope, -500.0 / P.reshape(-1) ** 2, rtol=EXACT_RTOL)
+
+
+def test_jit_matches_eager(x64):
+    F = semilog_system()
+    theta = jnp.array(MANKIW_THETA)
+    solve = lambda theta: solve_equilibrium(F, jnp.array([1000.0, 5.0]), theta)  # noqa: E731
+    np.testing.assert_allclose(jax.jit(solve)(theta), solve(theta), rtol=EXACT_RTOL)
+    statics = lambda theta: comparative_statics(F, solve(theta), theta)  # noqa: E731
+    np.testing.assert_allclose(jax.jit(statics)(theta), statics(theta), rtol=EXACT_RTOL)
+
+
+def degenerate(x, theta):
+    """Two copies of one equation: a line of equilibria, dF/dx singular."""
+    equation = x[0] + x[1] - theta[0]
+    return jnp.stack([equation, 2.0 * equation])
+
+
+def test_singular_jacobian_raises_eagerly():
+    with pytest.raises(ValueError, match="singular"):
+        comparative_statics(degenerate, jnp.array([1.0, 1.0]), jnp.array([2.0]))
+
+
+def test_singular_jacobian_is_nan_under_jit():
+    statics = jax.jit(partial(comparative_statics, degenerate))
+    result = statics(jnp.array([1.0, 1.0]), jnp.array([2.0]))
+    assert result.shape == (2, 1)
+    assert jnp.all(jnp.isnan(result))
+
+
+def no_real_root(x, theta):
+    return x**2 + theta
+
+
+def test_non_convergence_raises_eagerly():
+    with pytest.raises(ValueError, match="did not converge in 20 steps"):
+        solve_equilibrium(
+            no_real_root, jnp.array([0.5]), jnp.array([1.0]), max_steps=20
+        )
+
+
+def test_non_convergence_is_nan_under_jit():
+    solve = jax.jit(partial(solve_equilibrium, no_real_root, max_steps=20))
+    assert jnp.all(jnp.isnan(solve(jnp.array([0.5]), jnp.array([1.0]))))
+    root = solve(jnp.array([0.5]), jnp.array([-4.0]))
+    np.testing.assert_allclose(root, [2.0], rtol=FLOAT32_RTOL)
+
+
+def test_bad_inputs_are_refused():
+    F = mankiw_system()
+    with pytest.raises(ValueError, match=r"x must be a vector"):
+        comparative_statics(F, jnp.ones((2, 1)), jnp.ones(4))
+    with pytest.raises(ValueError, match="one equation per unknown"):
+        comparative_statics(lambda x, theta: x[:1], jnp.ones(2), jnp.ones(4))
+    with pytest.raises(ValueError, match="max_steps must be a positive int"):
+        solve_equilibrium(F, jnp.ones(2), jnp.ones(4), max_steps=0)
+    with pytest.raises(ValueError, match=r"theta = \(G, T, M, P\)"):
+        islm_residual(linear_islm(**MANKIW), jnp.ones(2), jnp.ones(3))
