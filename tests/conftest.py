@@ -17,6 +17,9 @@ import pytest  # noqa: E402
 
 CACHE_DIR = Path(__file__).resolve().parent.parent / ".jax_cache"
 
+# Toy experiments for the runner's tests; registered by those tests, not collected.
+collect_ignore = ["fixtures"]
+
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_compilation_cache_dir", str(CACHE_DIR))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
