@@ -1,0 +1,458 @@
+"""Tests for chainlab.attribution: quadrature rules, completeness, baselines, paths."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from chainlab import attribution as attr
+from chainlab.models import MLP
+
+# Exact rules in float64 leave only rounding: a few hundred ulps of the O(1) values.
+EXACT64 = 1e-12
+# The same identities in float32: rounding of ~50 summed terms.
+EXACT32 = 1e-5
+# Completeness of 50-node Gauss-Legendre on a smooth tanh network in float64 (issue 6).
+COMPLETENESS64 = 1e-6
+# Re-ordered float32 sums (chunked vs unchunked, vmap vs loop, jit vs eager).
+REORDER32 = 1e-5
+
+QUADRATURE = {m: [1, 2, 3, 7, 50] for m in attr.METHODS}
+QUADRATURE["riemann_trapezoid"] = [2, 3, 7, 50]
+
+
+def _captum_nodes(method: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Captum's formulas, transcribed from approximation_methods.py, for comparison."""
+    if method == "gausslegendre":
+        nodes, weights = np.polynomial.legendre.leggauss(n)
+        return 0.5 * (1 + nodes), 0.5 * weights
+    deltas = np.full(n, 1.0 / n)
+    if method == "riemann_trapezoid":
+        deltas[[0, -1]] /= 2
+        return np.linspace(0, 1, n), deltas
+    alphas = {
+        "riemann_left": np.linspace(0, 1 - 1 / n, n),
+        "riemann_middle": np.linspace(1 / (2 * n), 1 - 1 / (2 * n), n),
+        "riemann_right": np.linspace(1 / n, 1, n),
+    }[method]
+    return alphas, deltas
+
+
+def _network(key, dims=(5, 16, 16, 3)):
+    """A smooth tanh MLP ``(dims[0],) -> (dims[-1],)`` and its parameters."""
+    model = MLP(dims[1:])
+    params = model.init(key, jnp.zeros(dims[0]))
+    return model, params
+
+
+@pytest.mark.parametrize("method", attr.METHODS)
+def test_quadrature_nodes_match_captum(method):
+    for n in QUADRATURE[method]:
+        alphas, weights = attr.quadrature_rule(method, n)
+        assert alphas.shape == weights.shape == (n,)
+        assert np.all((alphas >= 0) & (alphas <= 1))
+        np.testing.assert_allclose(weights.sum(), 1.0, rtol=EXACT64)
+        if n == 1 and method != "gausslegendre":
+            continue  # Captum refuses one node for its Riemann rules
+        captum_alphas, captum_weights = _captum_nodes(method, n)
+        np.testing.assert_allclose(alphas, captum_alphas, rtol=0, atol=EXACT64)
+        if method == "riemann_trapezoid":
+            # Captum's weights are ours scaled by (n - 1) / n: they sum to (n - 1) / n.
+            np.testing.assert_allclose(captum_weights, weights * (n - 1) / n)
+            np.testing.assert_allclose(captum_weights.sum(), (n - 1) / n)
+        else:
+            np.testing.assert_allclose(weights, captum_weights, atol=EXACT64)
+
+
+def test_single_node_riemann_rules():
+    for method, node in [
+        ("riemann_left", 0.0),
+        ("riemann_middle", 0.5),
+        ("riemann_right", 1.0),
+        ("gausslegendre", 0.5),
+    ]:
+        alphas, weights = attr.quadrature_rule(method, 1)
+        assert alphas.tolist() == [node] and weights.tolist() == [1.0]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("m", [1, 2, 5, 20])
+def test_known_answers_product(m, dtype, request):
+    """F(x) = x1 x2 from 0: exact IG_i = x1 x2 / 2; left (m-1)/m, right (m+1)/m."""
+    if dtype == "float64":
+        request.getfixturevalue("x64")
+    tol = EXACT64 if dtype == "float64" else EXACT32
+    x = jnp.array([2.0, -3.0], dtype)
+    exact = jnp.full(2, 2.0 * -3.0 / 2, dtype)
+
+    def f(z):
+        return z[0] * z[1]
+
+    expected = {
+        "riemann_left": exact * (m - 1) / m,
+        "riemann_right": exact * (m + 1) / m,
+        "riemann_middle": exact,
+        "gausslegendre": exact,
+    }
+    if m >= 2:
+        expected["riemann_trapezoid"] = exact
+    for method, want in expected.items():
+        got = attr.integrated_gradients(f, x, steps=m, method=method)
+        assert got.dtype == jnp.dtype(dtype)
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=method)
+
+
+def test_gauss_legendre_is_exact_for_polynomials(x64):
+    """n-point Gauss-Legendre integrates degree 2n - 1 exactly: F = x1^3 x2^3 (n=3)."""
+    x = jnp.array([1.5, -0.7])
+
+    def f(z):
+        return (z[0] * z[1]) ** 3
+
+    ig = attr.integrated_gradients(f, x, steps=3)
+    # grad along the path: 3 a^5 (x1 x2)^3 / x_i, times x_i, integrated: (x1 x2)^3 / 2.
+    np.testing.assert_allclose(ig, jnp.full(2, f(x) / 2), rtol=EXACT64)
+    low = attr.integrated_gradients(f, x, steps=2)  # degree 5 > 2*2 - 1
+    assert not np.allclose(low, ig, rtol=1e-6)
+
+
+def test_completeness_float64_smooth_network(key, x64):
+    model, params = _network(key)
+    x = jax.random.normal(jax.random.key(1), (5,))
+    baseline = jax.random.normal(jax.random.key(2), (5,))
+    for label in range(3):
+
+        def f(z, label=label):
+            return model.apply(params, z)[label]
+
+        ig = attr.integrated_gradients(f, x, baseline, steps=50)
+        rel = attr.completeness_delta(f, x, baseline, ig, relative=True)
+        assert float(rel) < COMPLETENESS64
+        assert ig.dtype == jnp.float64
+
+
+def test_completeness_converges_in_steps(key, x64):
+    """Orders: left/right O(1/n), middle/trapezoid O(1/n^2), Gauss-Legendre: less."""
+    model, params = _network(key)
+    x = 2.0 * jax.random.normal(jax.random.key(1), (5,))
+
+    def f(z):
+        return model.apply(params, z)[0]
+
+    def err(method, n):
+        ig = attr.integrated_gradients(f, x, steps=n, method=method)
+        return float(attr.completeness_delta(f, x, None, ig, relative=True))
+
+    for method, order in [
+        ("riemann_left", 1),
+        ("riemann_right", 1),
+        ("riemann_middle", 2),
+        ("riemann_trapezoid", 2),
+    ]:
+        ratio = err(method, 200) / err(method, 400)
+        assert 2**order * 0.8 < ratio < 2**order * 1.25, (method, ratio)
+    assert err("gausslegendre", 20) < 1e-3 * err("riemann_middle", 20)
+
+
+def test_vmap_over_batch_equals_loop(key):
+    model, params = _network(key)
+    xs = jax.random.normal(jax.random.key(1), (4, 5))
+    labels = jnp.array([0, 2, 1, 2])
+
+    def ig(x, y):
+        return attr.integrated_gradients(lambda z: model.apply(params, z)[y], x)
+
+    batched = jax.jit(jax.vmap(ig))(xs, labels)
+    looped = jnp.stack([ig(x, y) for x, y in zip(xs, labels, strict=True)])
+    np.testing.assert_allclose(batched, looped, rtol=REORDER32, atol=REORDER32)
+
+
+@pytest.mark.parametrize("method", attr.METHODS)
+def test_chunked_equals_unchunked(method, key):
+    model, params = _network(key)
+    x = jax.random.normal(jax.random.key(1), (5,))
+
+    def f(z):
+        return model.apply(params, z)[1]
+
+    whole = attr.integrated_gradients(f, x, steps=23, method=method)
+    for chunk_size in [1, 5, 23, 100]:
+        chunked = attr.integrated_gradients(
+            f, x, steps=23, method=method, chunk_size=chunk_size
+        )
+        np.testing.assert_allclose(chunked, whole, rtol=REORDER32, atol=REORDER32)
+
+
+def test_chunking_bounds_the_vmapped_batch():
+    """With chunk_size, the gradient runs on chunk_size points at a time in a scan."""
+
+    def f(z):
+        return jnp.sum(jnp.sin(z))
+
+    def jaxpr(chunk_size):
+        return str(
+            jax.make_jaxpr(
+                lambda x: attr.integrated_gradients(
+                    f, x, steps=40, chunk_size=chunk_size
+                )
+            )(jnp.ones(3))
+        )
+
+    chunked, whole = jaxpr(8), jaxpr(None)
+    assert "scan" in chunked and "f32[8,3]" in chunked and "f32[40,3]" not in chunked
+    assert "scan" not in whole and "f32[40,3]" in whole
+
+
+def test_jit_equals_eager_and_baseline_user_array(key):
+    model, params = _network(key)
+    x = jax.random.normal(jax.random.key(1), (5,))
+    baseline = jnp.full(5, 0.3)
+
+    def f(z):
+        return model.apply(params, z)[0]
+
+    def run(x, b):
+        return attr.integrated_gradients(f, x, b, method="riemann_middle")
+
+    eager = run(x, baseline)
+    np.testing.assert_allclose(jax.jit(run)(x, baseline), eager, rtol=REORDER32)
+    rel = attr.completeness_delta(f, x, baseline, eager, relative=True)
+    assert float(rel) < 1e-3
+    # Baseline equal to the input: nothing moves, nothing is attributed.
+    np.testing.assert_array_equal(attr.integrated_gradients(f, x, x), jnp.zeros(5))
+
+
+def test_default_baseline_is_zeros(key):
+    def f(z):
+        return jnp.sum(jnp.tanh(z) ** 2)
+
+    x = jax.random.normal(key, (2, 3))
+    np.testing.assert_array_equal(
+        attr.integrated_gradients(f, x),
+        attr.integrated_gradients(f, x, jnp.zeros(x.shape)),
+    )
+
+
+def test_differentiable_through_attributions(x64):
+    """IG composes with grad / jvp (attribution priors differentiate through it)."""
+
+    def f(z):
+        return jnp.sum(jnp.sin(z) * z[::-1])
+
+    def total(x):
+        return attr.integrated_gradients(f, x, steps=8, chunk_size=3)
+
+    check_grads(total, (jnp.array([0.3, -1.2, 0.8]),), order=2, modes=("fwd", "rev"))
+
+
+def test_flax_module_inside_a_module(key):
+    """IG of a Flax module's class logit, called from inside another module."""
+
+    class Explained(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            net = MLP((8, 3))
+            net(x)  # create the parameters
+            return attr.integrated_gradients(lambda z: net(z)[2], x, steps=16)
+
+    x = jax.random.normal(jax.random.key(1), (4,))
+    params = Explained().init(key, x)
+    ig = Explained().apply(params, x)
+    inner = {"params": params["params"]["MLP_0"]}
+
+    def logit(z):
+        return MLP((8, 3)).apply(inner, z)[2]
+
+    np.testing.assert_allclose(
+        ig, attr.integrated_gradients(logit, x, steps=16), rtol=REORDER32
+    )
+
+
+def test_path_integrated_gradients(key, x64):
+    model, params = _network(key)
+    x = jax.random.normal(jax.random.key(1), (5,))
+    baseline = jax.random.normal(jax.random.key(2), (5,))
+
+    def f(z):
+        return model.apply(params, z)[2]
+
+    def line(a):
+        return baseline + a * (x - baseline)
+
+    np.testing.assert_allclose(
+        attr.path_integrated_gradients(f, line, steps=30),
+        attr.integrated_gradients(f, x, baseline, steps=30),
+        rtol=EXACT64,
+        atol=EXACT64,
+    )
+
+    def curve(a):  # from the baseline to x, bending through a sine
+        return line(a) + jnp.sin(jnp.pi * a) * jnp.arange(5.0)
+
+    pig = attr.path_integrated_gradients(f, curve, steps=60, chunk_size=16)
+    np.testing.assert_allclose(jnp.sum(pig), f(x) - f(baseline), rtol=COMPLETENESS64)
+    assert not np.allclose(pig, attr.integrated_gradients(f, x, baseline), atol=1e-3)
+
+
+def test_blurred_baseline(key):
+    image = jax.random.uniform(key, (6, 7, 3))
+    blurred = attr.blurred_baseline(image, sigma=1.5, axes=(0, 1))
+    assert blurred.shape == image.shape and blurred.dtype == image.dtype
+    # The blur averages: each channel's range shrinks, constants stay put,
+    # channels never mix.
+    assert float(jnp.ptp(blurred)) < float(jnp.ptp(image))
+    np.testing.assert_allclose(
+        attr.blurred_baseline(jnp.full((5, 5), 0.7)), 0.7, rtol=EXACT32
+    )
+    one_channel = attr.blurred_baseline(image[..., 1], sigma=1.5)
+    np.testing.assert_allclose(blurred[..., 1], one_channel, rtol=EXACT32)
+    # Small sigma: the identity; the blur is linear in the image.
+    np.testing.assert_allclose(attr.blurred_baseline(image, sigma=0.05), image)
+    both = attr.blurred_baseline(2.0 * image + 1.0, sigma=1.0)
+    np.testing.assert_allclose(
+        both, 2.0 * attr.blurred_baseline(image, sigma=1.0) + 1.0, rtol=EXACT32
+    )
+
+    def f(z):
+        return jnp.sum(jnp.tanh(z) * jnp.cos(z[::-1]))
+
+    ig = attr.integrated_gradients(f, image, blurred, steps=32)
+    assert float(attr.completeness_delta(f, image, blurred, ig, relative=True)) < 1e-4
+
+
+def test_uniform_and_expected_integrated_gradients(key, x64):
+    model, params = _network(key)
+    x = jax.random.normal(jax.random.key(1), (5,))
+    baselines = attr.uniform_baselines(key, x, num_samples=6, minval=-1.0, maxval=2.0)
+    assert baselines.shape == (6, 5) and baselines.dtype == jnp.float64
+    assert float(baselines.min()) >= -1.0 and float(baselines.max()) < 2.0
+
+    def f(z):
+        return model.apply(params, z)[0]
+
+    eg = attr.expected_integrated_gradients(f, x, baselines, steps=40)
+    mean = jnp.mean(
+        jnp.stack([attr.integrated_gradients(f, x, b, steps=40) for b in baselines]), 0
+    )
+    np.testing.assert_allclose(eg, mean, rtol=EXACT64, atol=EXACT64)
+    delta = attr.completeness_delta(f, x, baselines, eg)
+    assert abs(float(delta)) < COMPLETENESS64
+
+
+def test_completeness_delta_sign_and_relative():
+    def f(z):
+        return z[0] * z[1]
+
+    x = jnp.array([2.0, 3.0])
+    # Left Riemann with 4 nodes attributes 3/4 of f(x) - f(0) = 6.
+    ig = attr.integrated_gradients(f, x, steps=4, method="riemann_left")
+    assert float(attr.completeness_delta(f, x, None, ig)) == pytest.approx(-1.5)
+    rel = attr.completeness_delta(f, x, jnp.zeros(2), ig, relative=True)
+    assert float(rel) == pytest.approx(0.25)
+
+
+def test_integrated_gradients_to_tolerance():
+    def f(z):
+        return z[0] * z[1]
+
+    x = jnp.array([2.0, 3.0])
+    # Left Riemann errs by exactly 1 / steps: the first power of two >= 1 / rtol.
+    res = attr.integrated_gradients_to_tolerance(f, x, rtol=0.01, method="riemann_left")
+    assert res.steps == 128 and res.rel_error == pytest.approx(1 / 128)
+    res = attr.integrated_gradients_to_tolerance(f, x, rtol=1e-6)
+    assert res.steps == 4 and res.rel_error < 1e-6  # exact already
+    capped = attr.integrated_gradients_to_tolerance(
+        f, x, rtol=1e-3, method="riemann_right", max_steps=48
+    )
+    assert capped.steps == 48 and capped.rel_error == pytest.approx(1 / 48, rel=1e-4)
+
+
+def test_gradient_x_input_is_one_node_ig(key):
+    def f(z):
+        return jnp.sum(jnp.sin(z) ** 2)
+
+    x = jax.random.normal(key, (7,))
+    baseline = jnp.full(7, 0.5)
+    np.testing.assert_allclose(
+        attr.gradient_x_input(f, x, baseline),
+        attr.integrated_gradients(f, x, baseline, steps=1, method="riemann_right"),
+        rtol=EXACT32,
+    )
+
+
+def test_deletion_curve():
+    weights = jnp.array([0.5, -1.0, 2.0, 0.25])
+
+    def f(z):
+        return jnp.dot(weights, z)
+
+    x = jnp.array([1.0, 2.0, 1.0, 4.0])
+    ig = attr.integrated_gradients(f, x)  # weights * x = [0.5, -2, 2, 1]
+    curve = attr.deletion_curve(f, x, ig)
+    # f(x) = 1.5; deleted in the order 2, 3, 0, 1 (contributions 2, 1, 0.5, -2).
+    np.testing.assert_allclose(curve, [1.5, -0.5, -1.5, -2.0, 0.0], rtol=EXACT32)
+    half = attr.deletion_curve(f, x, ig, jnp.ones(4), num_points=2)
+    np.testing.assert_allclose(half, [1.5, 0.75, 1.75], rtol=EXACT32)
+    # Works on any shape: a 2x2 image gives the same curve.
+    square = attr.deletion_curve(
+        lambda z: f(z.ravel()), x.reshape(2, 2), ig.reshape(2, 2)
+    )
+    np.testing.assert_allclose(square, curve, rtol=EXACT32)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (
+            lambda f, x: attr.integrated_gradients(f, x, method="simpson"),
+            ValueError,
+            "allowed: riemann_left, riemann_right, riemann_middle, "
+            "riemann_trapezoid, gausslegendre",
+        ),
+        (
+            lambda f, x: attr.integrated_gradients(
+                f, x, steps=1, method="riemann_trapezoid"
+            ),
+            ValueError,
+            "needs steps >= 2",
+        ),
+        (lambda f, x: attr.integrated_gradients(f, x, steps=0), ValueError, ">= 1"),
+        (lambda f, x: attr.integrated_gradients(f, x, steps=2.0), TypeError, "int"),
+        (
+            lambda f, x: attr.integrated_gradients(f, x, jnp.zeros(4)),
+            ValueError,
+            "baseline shape",
+        ),
+        (
+            lambda f, x: attr.integrated_gradients(lambda z: z, x),
+            ValueError,
+            "must return a scalar",
+        ),
+        (
+            lambda f, x: attr.integrated_gradients(f, x, chunk_size=0),
+            ValueError,
+            "chunk_size",
+        ),
+        (lambda f, x: attr.blurred_baseline(x, sigma=0.0), ValueError, "sigma"),
+        (
+            lambda f, x: attr.expected_integrated_gradients(f, x, jnp.zeros(3)),
+            ValueError,
+            "baselines shape",
+        ),
+        (
+            lambda f, x: attr.deletion_curve(f, x, x, num_points=4),
+            ValueError,
+            "num_points",
+        ),
+        (
+            lambda f, x: attr.integrated_gradients_to_tolerance(f, x, rtol=0.0),
+            ValueError,
+            "rtol",
+        ),
+    ],
+)
+def test_bad_input_is_refused(call, error, match):
+    with pytest.raises(error, match=match):
+        call(lambda z: jnp.sum(z**2), jnp.ones(3))
