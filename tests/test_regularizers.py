@@ -1,0 +1,418 @@
+"""Tests for chainlab.regularizers: Jacobian penalties by nested differentiation."""
+
+from functools import partial
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from chainlab import activations
+from chainlab.regularizers import (
+    METHODS,
+    OneHiddenLayer,
+    estimator_variance,
+    input_gradient_norm,
+    jacobian_frobenius_sq,
+    jacobian_penalty,
+    one_hidden_layer,
+    one_hidden_layer_jacobian,
+    one_hidden_layer_penalty_grad,
+    with_jacobian_penalty,
+)
+
+# float32 sums of a few dozen products: a few ulps of relative error each.
+RTOL_F32 = 1e-5
+# float64 agreement of two exact computations of the same quantity.
+RTOL_F64 = 1e-10
+# check_grads compares autodiff to central differences with eps ~ 1e-4 in float64.
+FD_TOL = 1e-5
+# Monte Carlo checks: the mean must sit within this many standard errors.
+N_SIGMA = 4.0
+# Monte Carlo variance: with 4000 draws the sample variance of these heavy-tailed
+# (chi-square-like) estimates has a relative standard error below 10%.
+VARIANCE_RTOL = 0.25
+N_KEYS = 4000
+ESTIMATORS = ("projection", "forward_projection")
+
+
+def _net(params, x):
+    """A small nonlinear map (D,) -> (C,) closing over params."""
+    w1, b1, w2 = params
+    return w2 @ jnp.tanh(w1 @ x + b1)
+
+
+def _net_params(key, d, c, hidden=4, dtype=jnp.float32):
+    k1, k2, k3 = jax.random.split(key, 3)
+    return (
+        jax.random.normal(k1, (hidden, d), dtype),
+        0.1 * jax.random.normal(k2, (hidden,), dtype),
+        jax.random.normal(k3, (c, hidden), dtype),
+    )
+
+
+def _brute_force(f, x):
+    return jnp.sum(jnp.square(jax.jacrev(f)(x)))
+
+
+@pytest.mark.parametrize("d, c", [(6, 3), (3, 6)], ids=["wide", "tall"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_exact_matches_jacrev_and_jacfwd(key, d, c, dtype):
+    with jax.enable_x64(dtype == "float64"):
+        dtype = jnp.dtype(dtype)
+        params = _net_params(key, d, c, dtype=dtype)
+        x = jax.random.normal(jax.random.key(1), (d,), dtype)
+        f = partial(_net, params)
+        value = jacobian_frobenius_sq(f, x)
+        rtol = RTOL_F64 if dtype == jnp.float64 else RTOL_F32
+        assert value.dtype == dtype
+        np.testing.assert_allclose(value, _brute_force(f, x), rtol=rtol)
+        np.testing.assert_allclose(
+            value, jnp.sum(jnp.square(jax.jacfwd(f)(x))), rtol=rtol
+        )
+
+
+def test_exact_handles_arbitrary_shapes(key):
+    """x (2, 3) and f(x) (2, 2): R sums over every input and output entry."""
+    w = jax.random.normal(key, (4, 6))
+
+    def f(x):
+        return jnp.sin(w @ x.reshape(6)).reshape(2, 2)
+
+    x = jax.random.normal(jax.random.key(1), (2, 3))
+    np.testing.assert_allclose(
+        jacobian_frobenius_sq(f, x), _brute_force(f, x), rtol=RTOL_F32
+    )
+
+
+def test_exact_uses_forward_mode_when_inputs_are_few():
+    """A while loop has JVPs but no VJPs, so this only works in forward mode."""
+
+    def f(x):  # (2,) -> (5,), D <= C
+        def body(carry):
+            i, y = carry
+            return i + 1, jnp.sin(y) + x[1]
+
+        n = jnp.asarray(3) + jnp.zeros((), jnp.int32)  # not a static trip count
+        _, y = jax.lax.while_loop(lambda c: c[0] < n, body, (0, x[0] * jnp.ones(5)))
+        return y
+
+    x = jnp.array([0.3, -0.2])
+    expected = jnp.sum(jnp.square(jax.jacfwd(f)(x)))
+    np.testing.assert_allclose(jacobian_frobenius_sq(f, x), expected, rtol=RTOL_F32)
+    with pytest.raises(ValueError, match="Reverse-mode"):
+        jax.jacrev(f)(x)
+
+
+def test_exact_uses_reverse_mode_when_outputs_are_few():
+    """A custom_vjp has no JVP rule, so this only works in reverse mode."""
+
+    @jax.custom_vjp
+    def square(x):
+        return x**2
+
+    square.defvjp(lambda x: (x**2, x), lambda x, g: (2 * x * g,))
+
+    def f(x):  # (5,) -> (2,), D > C
+        return jnp.stack([jnp.sum(square(x)), jnp.sum(x)])
+
+    x = jnp.arange(5.0)
+    # R = ||2x||^2 + ||1||^2
+    np.testing.assert_allclose(
+        jacobian_frobenius_sq(f, x), 4 * jnp.sum(x**2) + 5, rtol=RTOL_F32
+    )
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_linear_map_gives_weight_norm(x64, key, method):
+    """For f(x) = W x, J = W everywhere; estimators match ||W||_F^2 in expectation."""
+    w = jax.random.normal(key, (3, 5), jnp.float64)
+    target = jnp.sum(w**2)
+    x = jnp.ones(5, jnp.float64)
+    if method == "exact":
+        np.testing.assert_allclose(
+            jacobian_frobenius_sq(lambda x: w @ x, x), target, rtol=RTOL_F64
+        )
+        return
+    keys = jax.random.split(jax.random.key(7), N_KEYS)
+    draws = jax.vmap(
+        lambda k: jacobian_frobenius_sq(lambda x: w @ x, x, method=method, key=k)
+    )(keys)
+    stderr = jnp.std(draws) / np.sqrt(N_KEYS)
+    assert abs(jnp.mean(draws) - target) < N_SIGMA * stderr
+
+
+@pytest.mark.parametrize("method", ESTIMATORS)
+def test_estimators_are_unbiased_with_predicted_variance(x64, key, method):
+    params = _net_params(key, 6, 4, dtype=jnp.float64)
+    x = jax.random.normal(jax.random.key(1), (6,), jnp.float64)
+    f = partial(_net, params)
+    exact = jacobian_frobenius_sq(f, x)
+    jac = jax.jacrev(f)(x)
+    keys = jax.random.split(jax.random.key(3), N_KEYS)
+    variances = []
+    for n in (1, 4):
+        draws = jax.vmap(
+            lambda k, n=n: jacobian_frobenius_sq(
+                f, x, method=method, key=k, num_projections=n
+            )
+        )(keys)
+        stderr = jnp.std(draws) / np.sqrt(N_KEYS)
+        assert abs(jnp.mean(draws) - exact) < N_SIGMA * stderr
+        predicted = estimator_variance(jac, method=method, num_projections=n)
+        np.testing.assert_allclose(jnp.var(draws), predicted, rtol=VARIANCE_RTOL)
+        variances.append(jnp.var(draws))
+    assert variances[1] < variances[0] / 2
+
+
+def test_projection_beats_gaussian_probes(key):
+    jac = jax.random.normal(key, (10, 64))
+    proj = estimator_variance(jac, method="projection")
+    gauss = estimator_variance(jac, method="forward_projection")
+    assert 0 < proj < gauss
+    assert estimator_variance(jac, method="exact") == 0
+
+
+def test_single_output_projection_is_exact(key):
+    w = jax.random.normal(key, (1, 4))
+    x = jnp.ones(4)
+    value = jacobian_frobenius_sq(lambda x: w @ x, x, method="projection", key=key)
+    np.testing.assert_allclose(value, jnp.sum(w**2), rtol=RTOL_F32)
+
+
+@pytest.mark.parametrize("d, c", [(5, 3), (3, 5)], ids=["wide", "tall"])
+def test_parameter_gradient_of_exact_matches_brute_force(x64, key, d, c):
+    """Reverse-over-reverse (wide) and reverse-over-forward (tall) vs jacrev."""
+    params = _net_params(key, d, c, dtype=jnp.float64)
+    x = jax.random.normal(jax.random.key(1), (d,), jnp.float64)
+    grads = jax.grad(lambda p: jacobian_frobenius_sq(partial(_net, p), x))(params)
+    expected = jax.grad(lambda p: _brute_force(partial(_net, p), x))(params)
+    for g, e in zip(grads, expected, strict=True):
+        np.testing.assert_allclose(g, e, rtol=RTOL_F64, atol=RTOL_F64)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_parameter_gradients_match_finite_differences(x64, key, method):
+    """With the key fixed the estimate is a smooth function of the parameters."""
+    params = _net_params(key, 4, 3, dtype=jnp.float64)
+    x = jax.random.normal(jax.random.key(1), (4,), jnp.float64)
+
+    def penalty(*p):
+        return jacobian_frobenius_sq(
+            partial(_net, p), x, method=method, key=jax.random.key(2), num_projections=2
+        )
+
+    check_grads(penalty, params, order=2, modes=["rev"], atol=FD_TOL, rtol=FD_TOL)
+
+
+@pytest.mark.parametrize("method", ESTIMATORS)
+def test_estimator_gradients_are_unbiased(x64, key, method):
+    params = _net_params(key, 4, 3, dtype=jnp.float64)
+    x = jax.random.normal(jax.random.key(1), (4,), jnp.float64)
+
+    def grad_at(k):
+        return jax.grad(
+            lambda p: jacobian_frobenius_sq(partial(_net, p), x, method=method, key=k)
+        )(params)
+
+    exact = jax.grad(lambda p: jacobian_frobenius_sq(partial(_net, p), x))(params)
+    draws = jax.vmap(grad_at)(jax.random.split(jax.random.key(5), N_KEYS))
+    for g, e in zip(draws, exact, strict=True):
+        stderr = jnp.std(g, axis=0) / np.sqrt(N_KEYS)
+        # Each component within N_SIGMA standard errors (stderr floors at 1e-12
+        # for components that are deterministic, e.g. exactly zero).
+        assert jnp.all(jnp.abs(jnp.mean(g, axis=0) - e) <= N_SIGMA * stderr + 1e-12)
+
+
+class _TinyMLP(nn.Module):
+    activation: object = jnp.tanh
+
+    @nn.compact
+    def __call__(self, x):
+        x = self.activation(nn.Dense(5)(x))
+        return nn.Dense(3)(x)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_jacobian_penalty_on_flax_model_under_jit(key, method):
+    model = _TinyMLP()
+    x = jax.random.normal(key, (7, 4))
+    params = model.init(key, x)
+    pkey = jax.random.key(3)
+    penalty = jax.jit(
+        lambda p, x: jacobian_penalty(model.apply, p, x, method=method, key=pkey)
+    )
+    value, grads = jax.value_and_grad(lambda p: penalty(p, x))(params)
+    keys = jax.random.split(pkey, 7)
+    per_example = jax.vmap(
+        lambda xi, k: jacobian_frobenius_sq(
+            lambda z: model.apply(params, z), xi, method=method, key=k
+        )
+    )(x, keys)
+    np.testing.assert_allclose(value, jnp.mean(per_example), rtol=RTOL_F32)
+    if method == "exact":
+        brute = jnp.mean(
+            jax.vmap(lambda xi: _brute_force(partial(model.apply, params), xi))(x)
+        )
+        np.testing.assert_allclose(value, brute, rtol=RTOL_F32)
+    assert all(jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads))
+
+
+def test_with_jacobian_penalty_adds_the_scaled_penalty(key):
+    model = _TinyMLP()
+    x = jax.random.normal(key, (6, 4))
+    y = jnp.arange(6) % 3
+    params = model.init(key, x)
+
+    def cross_entropy(p, batch, k):
+        logits = model.apply(p, batch[0])
+        logp = jax.nn.log_softmax(logits)
+        loss = -jnp.mean(jnp.take_along_axis(logp, batch[1][:, None], axis=1))
+        return loss, {"ce": loss}
+
+    loss = with_jacobian_penalty(
+        cross_entropy, model.apply, strength=0.5, method="exact", has_aux=True
+    )
+    (total, metrics), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(
+        params, (x, y), jax.random.key(1)
+    )
+    penalty = jacobian_penalty(model.apply, params, x, method="exact")
+    np.testing.assert_allclose(metrics["jacobian_penalty"], penalty, rtol=RTOL_F32)
+    np.testing.assert_allclose(total, metrics["ce"] + 0.5 * penalty, rtol=RTOL_F32)
+    assert all(jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads))
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize(
+    "activation",
+    [
+        activations.relu,
+        activations.leaky_relu,
+        activations.elu,
+        partial(activations.elu, side="left"),
+    ],
+    ids=["relu", "leaky_relu", "elu", "elu_left"],
+)
+def test_finite_with_kinked_activations_at_the_kink(key, method, activation):
+    """x = 0 and zero biases put every pre-activation exactly on the kink."""
+    model = _TinyMLP(activation=activation)
+    x = jnp.zeros((3, 4))
+    params = model.init(key, x)
+    params = jax.tree.map(jnp.zeros_like, params["params"])
+    params = {"params": params}
+    w = jax.random.normal(key, (4, 5))
+    params["params"]["Dense_0"]["kernel"] = w
+    v = jax.random.normal(jax.random.key(1), (5, 3))
+    params["params"]["Dense_1"]["kernel"] = v
+
+    def penalty(p):
+        return jacobian_penalty(model.apply, p, x, method=method, key=key)
+
+    value, grads = jax.jit(jax.value_and_grad(penalty))(params)
+    assert jnp.isfinite(value)
+    assert all(jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads))
+    if method == "exact":
+        # At the kink J = v^T diag(s'(0)) w^T with the documented one-sided s'(0).
+        slope = jax.grad(activation)(0.0)
+        expected = slope**2 * jnp.sum(jnp.square(w @ v))
+        np.testing.assert_allclose(value, expected, rtol=RTOL_F32)
+
+
+def test_input_gradient_norm_matches_explicit_gradient(key):
+    w = jax.random.normal(key, (4,))
+    x = jax.random.normal(jax.random.key(1), (3, 4))
+    norms = jax.vmap(partial(input_gradient_norm, lambda x: jnp.sum(jnp.tanh(w * x))))(
+        x
+    )
+    expected = jnp.linalg.norm(w[None, :] * (1 - jnp.tanh(w[None, :] * x) ** 2), axis=1)
+    np.testing.assert_allclose(norms, expected, rtol=RTOL_F32)
+
+
+ACTS = ("tanh", "sigmoid", "softplus")
+
+
+def _one_hidden_layer_params(key, dtype, d=5, h=7, c=3):
+    k1, k2, k3, k4 = jax.random.split(key, 4)
+    return OneHiddenLayer(
+        jax.random.normal(k1, (h, d), dtype),
+        jax.random.normal(k2, (h,), dtype),
+        jax.random.normal(k3, (c, h), dtype),
+        jax.random.normal(k4, (c,), dtype),
+    )
+
+
+@pytest.mark.parametrize("activation", ACTS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_one_hidden_layer_closed_form_matches_autodiff(key, activation, dtype):
+    with jax.enable_x64(dtype == "float64"):
+        dtype = jnp.dtype(dtype)
+        rtol = RTOL_F64 if dtype == jnp.float64 else 1e-4
+        params = _one_hidden_layer_params(key, dtype)
+        x = jax.random.normal(jax.random.key(1), (5,), dtype)
+        f = partial(one_hidden_layer, activation=activation)
+        np.testing.assert_allclose(
+            one_hidden_layer_jacobian(params, x, activation=activation),
+            jax.jacfwd(partial(f, params))(x),
+            rtol=rtol,
+        )
+        value, grads = one_hidden_layer_penalty_grad(params, x, activation=activation)
+        auto_value, auto_grads = jax.value_and_grad(
+            lambda p: jacobian_frobenius_sq(partial(f, p), x)
+        )(params)
+        np.testing.assert_allclose(value, auto_value, rtol=rtol)
+        for name in OneHiddenLayer._fields:
+            np.testing.assert_allclose(
+                getattr(grads, name),
+                getattr(auto_grads, name),
+                rtol=rtol,
+                atol=rtol * float(jnp.max(jnp.abs(getattr(auto_grads, name))) + 1),
+                err_msg=name,
+            )
+
+
+def test_one_hidden_layer_closed_form_matches_finite_differences(x64, key):
+    params = _one_hidden_layer_params(key, jnp.float64)
+    x = jax.random.normal(jax.random.key(1), (5,), jnp.float64)
+    _, grads = one_hidden_layer_penalty_grad(params, x)
+    eps = 1e-6
+    for name in ("w1", "b1", "w2"):
+        direction = jax.random.normal(jax.random.key(2), getattr(params, name).shape)
+        direction = direction.astype(jnp.float64)
+
+        def r(t, name=name, direction=direction):
+            p = params._replace(**{name: getattr(params, name) + t * direction})
+            return one_hidden_layer_penalty_grad(p, x)[0]
+
+        fd = (r(eps) - r(-eps)) / (2 * eps)
+        np.testing.assert_allclose(
+            jnp.sum(getattr(grads, name) * direction), fd, rtol=FD_TOL
+        )
+
+
+def test_errors_are_clear(key):
+    f = jnp.sin
+    x = jnp.ones(3)
+    with pytest.raises(ValueError, match="exact.*projection.*forward_projection"):
+        jacobian_frobenius_sq(f, x, method="hutchinson")
+    with pytest.raises(ValueError, match="key=jax.random.key"):
+        jacobian_frobenius_sq(f, x, method="projection")
+    with pytest.raises(ValueError, match="positive int"):
+        jacobian_frobenius_sq(f, x, method="projection", key=key, num_projections=0)
+    with pytest.raises(TypeError, match="floating-point"):
+        jacobian_frobenius_sq(f, jnp.ones(3, jnp.int32))
+    with pytest.raises(TypeError, match="single array"):
+        jacobian_frobenius_sq(lambda x: (x, x), x)
+    with pytest.raises(ValueError, match="scalar"):
+        input_gradient_norm(f, x)
+    with pytest.raises(ValueError, match="strength"):
+        with_jacobian_penalty(lambda p, b, k: 0.0, lambda p, x: x, strength=-1.0)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        one_hidden_layer_jacobian(
+            _one_hidden_layer_params(key, jnp.float32), jnp.ones(5), activation="relu"
+        )
+    with pytest.raises(ValueError, match="x must have shape"):
+        one_hidden_layer_jacobian(_one_hidden_layer_params(key, jnp.float32), x)
+    with pytest.raises(ValueError, match=r"\(C, D\) matrix"):
+        estimator_variance(jnp.ones(3), method="projection")
