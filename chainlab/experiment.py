@@ -37,6 +37,7 @@ import chainlab.configs
 import chainlab.experiments
 from chainlab.configuration import apply_overrides, load_config_file
 from chainlab.errors import ChainlabError, ExperimentFailed
+from chainlab.progress import progress
 from chainlab.workdir import Workdir, to_json, versions, write_json
 
 __all__ = [
@@ -281,7 +282,9 @@ def reproduce(
     root = Path(workdir) if workdir is not None else Path("runs/reproduce") / stamp
     _prepare_workdir(root, resume=False)
     summary: dict[str, dict] = {}
-    for name in names:
+    bar = progress(names, desc="reproduce")
+    for name in bar:
+        bar.set_postfix_str(name)
         start = time.perf_counter()
         try:
             run(name, variant=variant, workdir=root / name)

@@ -12,9 +12,8 @@ an uninterrupted one would.
 
 import math
 import os
-import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -24,9 +23,9 @@ import numpy as np
 import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
-from tqdm.auto import tqdm
 
 from chainlab.errors import ChainlabError
+from chainlab.progress import progress
 from chainlab.workdir import Workdir
 
 __all__ = [
@@ -66,25 +65,6 @@ class FitResult(NamedTuple):
     history: list[dict]
     best_params: Params
     best_step: int
-
-
-def progress(
-    iterable: Iterable | None = None,
-    *,
-    total: int | None = None,
-    desc: str | None = None,
-    initial: int = 0,
-):
-    """A tqdm progress bar on stderr, silent when stderr is not a terminal."""
-    return tqdm(
-        iterable,
-        total=total,
-        desc=desc,
-        initial=initial,
-        disable=not sys.stderr.isatty(),
-        dynamic_ncols=True,
-        leave=False,
-    )
 
 
 def maybe_initialize_distributed() -> bool:
