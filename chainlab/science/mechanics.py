@@ -1,0 +1,245 @@
+"""Hamiltonian mechanics: the energy rate by the chain rule, and integrators.
+
+A Hamiltonian is a scalar function ``H(q, p, t)`` of positions q, momenta p (arrays of
+one shape) and time t. Hamilton's equations are
+
+    dq/dt = dH/dp,    dp/dt = -dH/dq,
+
+and along their flow the chain rule gives the rate of change of the energy,
+
+    dH/dt = dH/dq . dq/dt + dH/dp . dp/dt + dH/dt|explicit
+          = dH/dq . dH/dp - dH/dp . dH/dq + dH/dt|explicit = dH/dt|explicit,
+
+so energy is conserved exactly when H does not depend on time explicitly. Numerical
+integrators conserve it only approximately: explicit Euler gains energy every step,
+while symplectic schemes (symplectic Euler, leapfrog) keep the error bounded over
+exponentially long times (backward error analysis).
+
+Reference: Hairer, Lubich and Wanner, *Geometric Numerical Integration* (2nd ed.,
+2006), ch. I and VI.
+"""
+
+from collections.abc import Callable
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+Hamiltonian = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+
+#: The integrators of ``integrate``.
+METHODS = ("euler", "symplectic_euler", "leapfrog", "rk4")
+
+
+def _state(q: ArrayLike, p: ArrayLike, t: ArrayLike):
+    """Floating-point q, p (same shape) and a scalar time, of one dtype."""
+    q, p, t = jnp.asarray(q), jnp.asarray(p), jnp.asarray(t)
+    dtype = jnp.result_type(q.dtype, p.dtype, t.dtype, float)
+    if q.shape != p.shape:
+        raise ValueError(
+            f"q and p must have the same shape, got {q.shape} and {p.shape}"
+        )
+    if t.shape != ():
+        raise ValueError(f"t must be a scalar time, got shape {t.shape}")
+    return q.astype(dtype), p.astype(dtype), t.astype(dtype)
+
+
+def _check_scalar_hamiltonian(H: Hamiltonian, q, p, t) -> None:
+    shape = jax.eval_shape(H, q, p, t).shape
+    if shape != ():
+        raise ValueError(f"H(q, p, t) must return a scalar energy, got shape {shape}")
+
+
+def vector_field(
+    H: Hamiltonian, q: ArrayLike, p: ArrayLike, t: ArrayLike
+) -> tuple[jax.Array, jax.Array]:
+    """Hamilton's equations: ``(dq/dt, dp/dt) = (dH/dp, -dH/dq)``.
+
+    Example (harmonic oscillator H = (p^2 + q^2) / 2):
+
+    >>> H = lambda q, p, t: 0.5 * (p**2 + q**2)
+    >>> [float(v) for v in vector_field(H, 1.0, 2.0, 0.0)]
+    [2.0, -1.0]
+    """
+    q, p, t = _state(q, p, t)
+    _check_scalar_hamiltonian(H, q, p, t)
+    return _vector_field(H, q, p, t)
+
+
+def _vector_field(H: Hamiltonian, q, p, t) -> tuple[jax.Array, jax.Array]:
+    dH_dq, dH_dp = jax.grad(H, argnums=(0, 1))(q, p, t)
+    return dH_dp, -dH_dq
+
+
+def energy_rate(H: Hamiltonian, q: ArrayLike, p: ArrayLike, t: ArrayLike) -> jax.Array:
+    """dH/dt along Hamilton's flow through (q, p) at time t, by the chain rule.
+
+    One forward-mode derivative of H along the flow direction (dq/dt, dp/dt, 1):
+
+        dH/dt = dH/dq . dq/dt + dH/dp . dp/dt + dH/dt|explicit,
+
+    which equals the explicit time derivative dH/dt|explicit, and 0 for a
+    time-independent H. q and p may be scalars or arrays (of one shape); t is a scalar.
+
+    Example (oscillator with a driving force, H = (p^2 + q^2) / 2 - q sin t):
+
+    >>> H = lambda q, p, t: 0.5 * (p**2 + q**2) - q * jnp.sin(t)
+    >>> round(float(energy_rate(H, 2.0, 1.0, 0.0)), 4)  # -q cos t
+    -2.0
+    """
+    q, p, t = _state(q, p, t)
+    _check_scalar_hamiltonian(H, q, p, t)
+    q_dot, p_dot = _vector_field(H, q, p, t)
+    _, rate = jax.jvp(H, (q, p, t), (q_dot, p_dot, jnp.ones_like(t)))
+    return rate
+
+
+def _euler(H, q, p, t, dt, iterations):
+    q_dot, p_dot = _vector_field(H, q, p, t)
+    return q + dt * q_dot, p + dt * p_dot
+
+
+def _symplectic_euler(H, q, p, t, dt, iterations):
+    # p1 = p - dt dH/dq(q, p1, t), q1 = q + dt dH/dp(q, p1, t): implicit in p1 unless
+    # H is separable; fixed-point iteration from p1 = p (the first is exact if it is).
+    dH_dq = jax.grad(H, argnums=0)
+    dH_dp = jax.grad(H, argnums=1)
+    p1 = p
+    for _ in range(iterations):
+        p1 = p - dt * dH_dq(q, p1, t)
+    return q + dt * dH_dp(q, p1, t), p1
+
+
+def _leapfrog(H, q, p, t, dt, iterations):
+    # Stormer-Verlet for a general H (Hairer, Lubich and Wanner, eq. VI.3.4):
+    #   p_half = p - dt/2 dH/dq(q, p_half, t)
+    #   q1     = q + dt/2 (dH/dp(q, p_half, t) + dH/dp(q1, p_half, t + dt))
+    #   p1     = p_half - dt/2 dH/dq(q1, p_half, t + dt)
+    # For a separable H = T(p) + V(q, t) the first fixed-point iteration of each
+    # implicit stage is already exact: kick, drift, kick.
+    dH_dq = jax.grad(H, argnums=0)
+    dH_dp = jax.grad(H, argnums=1)
+    half = dt / 2
+    p_half = p
+    for _ in range(iterations):
+        p_half = p - half * dH_dq(q, p_half, t)
+    velocity = dH_dp(q, p_half, t)
+    q1 = q + dt * velocity
+    for _ in range(iterations):
+        q1 = q + half * (velocity + dH_dp(q1, p_half, t + dt))
+    return q1, p_half - half * dH_dq(q1, p_half, t + dt)
+
+
+def _rk4(H, q, p, t, dt, iterations):
+    def f(state, time):
+        return _vector_field(H, *state, time)
+
+    def axpy(a, x, y):
+        return jax.tree.map(lambda u, v: u + a * v, y, x)
+
+    state = (q, p)
+    k1 = f(state, t)
+    k2 = f(axpy(dt / 2, k1, state), t + dt / 2)
+    k3 = f(axpy(dt / 2, k2, state), t + dt / 2)
+    k4 = f(axpy(dt, k3, state), t + dt)
+    return jax.tree.map(
+        lambda y, a, b, c, d: y + dt / 6 * (a + 2 * b + 2 * c + d),
+        state,
+        k1,
+        k2,
+        k3,
+        k4,
+    )
+
+
+_STEPS = {
+    "euler": _euler,
+    "symplectic_euler": _symplectic_euler,
+    "leapfrog": _leapfrog,
+    "rk4": _rk4,
+}
+
+
+@partial(jax.jit, static_argnames=("H", "steps", "method", "iterations"))
+def _integrate(H, q0, p0, dt, t0, *, steps, method, iterations):
+    step = _STEPS[method]
+
+    def body(state, n):
+        q, p = step(H, *state, t0 + n * dt, dt, iterations)
+        return (q, p), (q, p)
+
+    numbers = jnp.arange(steps, dtype=q0.dtype)
+    _, (qs, ps) = jax.lax.scan(body, (q0, p0), numbers)
+    return (
+        jnp.concatenate([q0[None], qs]),
+        jnp.concatenate([p0[None], ps]),
+    )
+
+
+def integrate(
+    H: Hamiltonian,
+    q0: ArrayLike,
+    p0: ArrayLike,
+    *,
+    dt: float,
+    steps: int,
+    method: str = "leapfrog",
+    t0: float = 0.0,
+    fixed_point_iterations: int = 3,
+) -> tuple[jax.Array, jax.Array]:
+    """Integrate Hamilton's equations from (q0, p0) at time t0 for ``steps`` steps.
+
+    Returns ``(qs, ps)`` of shape ``(steps + 1, *q0.shape)``: the state at times
+    ``t0 + n dt`` for n = 0..steps, the initial state first. The loop is a
+    ``jax.lax.scan`` compiled once per (H, shapes, steps, method): pass the same H
+    object to reuse it. It is differentiable in q0, p0, dt and t0.
+
+    Methods (Hairer, Lubich and Wanner 2006):
+
+    - ``"euler"``: explicit Euler, order 1, not symplectic: the energy of an oscillator
+      grows by a factor (1 + dt^2) per step.
+    - ``"symplectic_euler"``: p1 = p - dt dH/dq(q, p1), q1 = q + dt dH/dp(q, p1);
+      order 1, symplectic, energy error bounded, O(dt).
+    - ``"leapfrog"``: Stormer-Verlet (half kick, drift, half kick for separable H);
+      order 2, symplectic and time-reversible, energy error bounded, O(dt^2).
+    - ``"rk4"``: classical Runge-Kutta, order 4, not symplectic: small but slowly
+      drifting energy error.
+
+    The symplectic methods are implicit for a non-separable H (kinetic energy depending
+    on q); their implicit stages are solved by ``fixed_point_iterations`` iterations
+    (enough when dt |d^2H/dq dp| << 1). For a separable H = T(p) + V(q, t) the first
+    iteration is already exact, so ``fixed_point_iterations=1`` gives the classical
+    explicit scheme at the lowest cost.
+
+    Example (one period of the oscillator H = (p^2 + q^2) / 2 returns to the start,
+    with the energy 1/2 it started with):
+
+    >>> H = lambda q, p, t: 0.5 * (p**2 + q**2)
+    >>> qs, ps = integrate(H, 1.0, 0.0, dt=2 * 3.14159265 / 1000, steps=1000)
+    >>> qs.shape, round(float(qs[-1]), 4), round(float(H(qs[-1], ps[-1], 0.0)), 4)
+    ((1001,), 1.0, 0.5)
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    for name, value in (
+        ("steps", steps),
+        ("fixed_point_iterations", fixed_point_iterations),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    q0, p0, t0 = _state(q0, p0, t0)
+    _check_scalar_hamiltonian(H, q0, p0, t0)
+    dt = jnp.asarray(dt, q0.dtype)
+    if dt.shape != ():
+        raise ValueError(f"dt must be a scalar time step, got shape {dt.shape}")
+    return _integrate(
+        H,
+        q0,
+        p0,
+        dt,
+        t0,
+        steps=steps,
+        method=method,
+        iterations=fixed_point_iterations,
+    )
