@@ -90,8 +90,32 @@ def _moments(x: jax.Array, axes: tuple[int, ...]) -> tuple[jax.Array, jax.Array]
     return mean, var
 
 
+def _batch_moments(
+    name: str, x: jax.Array, axis_name: str | None
+) -> tuple[jax.Array, jax.Array]:
+    # Local statistics over every axis but the last, then (with axis_name) averaged
+    # over the named vmap/shard_map axis: every lane holds the same count, so the mean
+    # of the local means is the global mean, and likewise for the centred squares.
+    if x.ndim < (1 if axis_name else 2):
+        raise ValueError(
+            f"{name}: x must have shape (N, ..., C) with at least 2 axes (or (..., C) "
+            f"inside vmap with axis_name); got shape {x.shape}."
+        )
+    axes = tuple(range(x.ndim - 1))
+    if axis_name is None:
+        return _moments(x, axes)
+    mean = jax.lax.pmean(jnp.mean(x, axis=axes, keepdims=True), axis_name)
+    sq = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)
+    return mean, jax.lax.pmean(sq, axis_name)
+
+
 def batch_norm(
-    x: ArrayLike, scale: ArrayLike, offset: ArrayLike, *, eps: float = 1e-5
+    x: ArrayLike,
+    scale: ArrayLike,
+    offset: ArrayLike,
+    *,
+    eps: float = 1e-5,
+    axis_name: str | None = None,
 ) -> jax.Array:
     """Batch normalization with training-mode (batch) statistics.
 
@@ -103,11 +127,17 @@ def batch_norm(
     any spatial axes). The output of one sample therefore depends on all the others; see
     ``cross_sample_jacobian``. Reference: Ioffe & Szegedy, ICML 2015.
 
+    With ``axis_name``, the statistics are also averaged over that named axis of an
+    enclosing ``jax.vmap`` or ``shard_map`` (as Flax's ``BatchNorm(axis_name=...)``), so
+    ``vmap(f, axis_name="batch")`` of a per-example ``f`` sees the batch statistics.
+
     Args:
-        x: array of shape ``(N, ..., C)``, at least 2-D.
+        x: array of shape ``(N, ..., C)``, at least 2-D; without a local batch axis,
+            ``(..., C)``, when ``axis_name`` supplies the batch.
         scale: per-channel gain, shape ``(C,)``.
         offset: per-channel bias, shape ``(C,)``.
         eps: added to the variance inside the square root.
+        axis_name: a named mapped axis to share the statistics over, or ``None``.
 
     Returns:
         Array of the shape of ``x``.
@@ -120,13 +150,8 @@ def batch_norm(
         [-1.0, 1.0]
     """
     x, scale, offset = jnp.asarray(x), jnp.asarray(scale), jnp.asarray(offset)
-    if x.ndim < 2:
-        raise ValueError(
-            f"batch_norm: x must have shape (N, ..., C) with at least 2 axes; got "
-            f"shape {x.shape}."
-        )
+    mean, var = _batch_moments("batch_norm", x, axis_name)
     _check_affine("batch_norm", x, scale, offset)
-    mean, var = _moments(x, tuple(range(x.ndim - 1)))
     return _normalize(x, mean, var, scale, offset, eps)
 
 
@@ -230,10 +255,13 @@ def init_batch_norm_state(num_channels: int, *, dtype=jnp.float32) -> BatchNormS
     )
 
 
-def batch_norm_stats(x: ArrayLike) -> tuple[jax.Array, jax.Array]:
+def batch_norm_stats(
+    x: ArrayLike, *, axis_name: str | None = None
+) -> tuple[jax.Array, jax.Array]:
     """Per-channel batch mean and biased variance of ``x`` ``(N, ..., C)``, each (C,).
 
-    These are the statistics ``batch_norm`` uses in training mode.
+    These are the statistics ``batch_norm`` uses in training mode (``axis_name`` as
+    there).
 
     Example:
         >>> import jax.numpy as jnp
@@ -241,18 +269,16 @@ def batch_norm_stats(x: ArrayLike) -> tuple[jax.Array, jax.Array]:
         >>> float(mean[0]), float(var[0])
         (2.0, 1.0)
     """
-    x = jnp.asarray(x)
-    if x.ndim < 2:
-        raise ValueError(
-            f"batch_norm_stats: x must have shape (N, ..., C) with at least 2 axes; "
-            f"got shape {x.shape}."
-        )
-    mean, var = _moments(x, tuple(range(x.ndim - 1)))
+    mean, var = _batch_moments("batch_norm_stats", jnp.asarray(x), axis_name)
     return mean.reshape(-1), var.reshape(-1)
 
 
 def update_running_stats(
-    state: BatchNormState, x: ArrayLike, *, momentum: float = 0.99
+    state: BatchNormState,
+    x: ArrayLike,
+    *,
+    momentum: float = 0.99,
+    axis_name: str | None = None,
 ) -> BatchNormState:
     """One exponential-moving-average step of the running statistics (pure).
 
@@ -267,6 +293,7 @@ def update_running_stats(
         state: the current ``BatchNormState``.
         x: a training batch ``(N, ..., C)``.
         momentum: weight of the old value, in ``[0, 1)``.
+        axis_name: as in ``batch_norm``.
 
     Returns:
         The new ``BatchNormState``; ``state`` itself is unchanged.
@@ -282,7 +309,8 @@ def update_running_stats(
         raise ValueError(
             f"update_running_stats: momentum must be in [0, 1); got {momentum}."
         )
-    mean, var = batch_norm_stats(jax.lax.stop_gradient(jnp.asarray(x)))
+    x = jax.lax.stop_gradient(jnp.asarray(x))
+    mean, var = batch_norm_stats(x, axis_name=axis_name)
     if mean.shape != state.mean.shape:
         raise ValueError(
             f"update_running_stats: x has {mean.shape[0]} channels but the state "

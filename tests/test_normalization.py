@@ -284,3 +284,44 @@ def test_running_stats_errors():
         batch_norm_inference(jnp.ones((3, 3)), state, jnp.ones(3), jnp.zeros(3))
     with pytest.raises(ValueError, match="positive"):
         init_batch_norm_state(0)
+
+
+@pytest.mark.parametrize("lane_shape", [(3,), (4, 3)])
+def test_axis_name_shares_statistics_across_vmap(lane_shape, key):
+    x = jax.random.normal(key, (5, *lane_shape))
+    scale, offset = _affine(key, 3)
+    named = jax.vmap(
+        lambda xi: batch_norm(xi, scale, offset, axis_name="batch"), axis_name="batch"
+    )(x)
+    np.testing.assert_allclose(named, batch_norm(x, scale, offset), atol=F32_TOL)
+    state = init_batch_norm_state(3)
+    lanes = jax.vmap(
+        lambda xi: update_running_stats(state, xi, momentum=0.5, axis_name="batch"),
+        axis_name="batch",
+    )(x)
+    whole = update_running_stats(state, x, momentum=0.5)
+    np.testing.assert_allclose(lanes.mean[0], whole.mean, atol=F32_TOL)
+    np.testing.assert_allclose(lanes.var[-1], whole.var, atol=F32_TOL)
+
+
+def test_axis_name_per_example_gradients_sum_to_batch_gradient(key, x64):
+    # vmap(grad) with shared statistics splits the batch gradient by input path:
+    # rows sum to it, but row i is not d loss_i / d w (which jacrev gives).
+    kx, kw = jax.random.split(key)
+    x = jax.random.normal(kx, (5, 3), jnp.float64)
+    w = jax.random.normal(kw, (3, 2), jnp.float64)
+    one, zero = jnp.ones(2, jnp.float64), jnp.zeros(2, jnp.float64)
+
+    def sample_loss(w, xi):
+        y = batch_norm(xi @ w, one, zero, axis_name="batch")
+        return jnp.sum(jnp.tanh(y) * jnp.array([1.0, -2.0]))
+
+    def losses(w):
+        return jnp.tanh(batch_norm(x @ w, one, zero)) @ jnp.array([1.0, -2.0])
+
+    rows = jax.vmap(jax.grad(sample_loss), in_axes=(None, 0), axis_name="batch")(w, x)
+    in_context = jax.jacrev(losses)(w)
+    batch_grad = jax.grad(lambda w: jnp.sum(losses(w)))(w)
+    np.testing.assert_allclose(rows.sum(0), batch_grad, atol=F64_TOL)
+    np.testing.assert_allclose(in_context.sum(0), batch_grad, atol=F64_TOL)
+    assert float(jnp.abs(rows - in_context).max()) > 1e-3
