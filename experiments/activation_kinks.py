@@ -1,0 +1,384 @@
+"""Derivatives at kinks: each convention, the fan-out sum, forward mode vs custom_vjp.
+
+Four questions, each answered numerically in float64:
+
+1. Which derivative does each activation give at its kink x = 0? chainlab's rules
+   (ELU right/left, ReLU, leaky ReLU, maxout ties) against JAX's own ``jax.nn.relu``,
+   ``jnp.maximum(x, 0)``, ``jax.nn.leaky_relu``, ``jax.nn.elu`` and ``jnp.max``, with
+   one-sided finite differences showing the left and right slopes.
+2. Fan-out: when one activation h feeds several branches g_i, the chain rule sums the
+   branch gradients, dL/dx = J_h(x)^T sum_i dg_i/dh. Computed by hand from per-branch
+   VJPs and compared with ``jax.grad`` and central finite differences.
+3. Modes: the ``custom_jvp`` rules work in ``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``
+   and the Jacobian of the gradient; a ``custom_vjp`` ReLU supports only reverse mode,
+   and the error JAX raises is reported verbatim.
+4. A figure of each activation and its derivative, the kink convention marked.
+"""
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from chainlab.activations import elu, leaky_relu, maxout, relu
+from chainlab.experiment import Workdir
+from chainlab.gradcheck import compare_rules, max_abs_error, numerical_grad
+from chainlab.plotting import new_figure
+
+# Central differences in float64 (step ~6e-6) on O(1) smooth functions are accurate to
+# ~1e-10; 1e-6 leaves room for the 8-dimensional fan-out while any wrong rule (an O(1)
+# mistake in one derivative) is far above it.
+FANOUT_TOLERANCE = 1e-6
+SOURCE = "issue 2 / DESIGN.md"
+
+# A scalar maxout with three pieces z = (-x, x / 2, 2x - 3/2): kinks at x = 0 (pieces 0
+# and 1 tie at 0, piece 0 wins: slope -1, the left slope) and at x = 1 (pieces 1 and 2
+# tie at 1/2, piece 1 wins: slope 1/2, again the left slope; reordering the pieces
+# would give the right slopes). Both ties are exact in floating point.
+MAXOUT_WEIGHT = np.array([-1.0, 0.5, 2.0]).reshape(3, 1, 1)
+MAXOUT_BIAS = np.array([0.0, 0.0, -1.5]).reshape(3, 1)
+MAXOUT_KINKS = (0.0, 1.0)
+
+
+def _scalar_maxout(x: jax.Array) -> jax.Array:
+    weight = jnp.asarray(MAXOUT_WEIGHT, x.dtype)
+    bias = jnp.asarray(MAXOUT_BIAS, x.dtype)
+    return maxout(x[None], weight, bias)[0]
+
+
+def _scalar_jnp_max(x: jax.Array) -> jax.Array:
+    pieces = jnp.asarray(MAXOUT_WEIGHT[:, 0, 0], x.dtype) * x + jnp.asarray(
+        MAXOUT_BIAS[:, 0], x.dtype
+    )
+    return jnp.max(pieces)
+
+
+@jax.custom_vjp
+def relu_custom_vjp(x: jax.Array) -> jax.Array:
+    """ReLU with a reverse-mode-only rule (derivative 0 at 0), for comparison."""
+    return jnp.where(x > 0, x, jnp.zeros_like(x))
+
+
+def _relu_custom_vjp_fwd(x):
+    return relu_custom_vjp(x), x
+
+
+def _relu_custom_vjp_bwd(x, g):
+    return (jnp.where(x > 0, g, jnp.zeros_like(g)),)
+
+
+relu_custom_vjp.defvjp(_relu_custom_vjp_fwd, _relu_custom_vjp_bwd)
+
+
+def _activations(config: ml_collections.ConfigDict) -> dict[str, Callable]:
+    alpha, slope = config.elu_alpha, config.leaky_slope
+    return {
+        "relu": relu,
+        f"leaky_relu(slope={slope})": lambda x: leaky_relu(x, slope),
+        f"elu(alpha={alpha}, side='right')": lambda x: elu(x, alpha, side="right"),
+        f"elu(alpha={alpha}, side='left')": lambda x: elu(x, alpha, side="left"),
+        "maxout(-x, x/2, 2x-3/2)": _scalar_maxout,
+    }
+
+
+def _references(config: ml_collections.ConfigDict) -> dict[str, Callable]:
+    alpha, slope = config.elu_alpha, config.leaky_slope
+    return {
+        "jax.nn.relu": jax.nn.relu,
+        "jnp.maximum(x, 0)": lambda x: jnp.maximum(x, 0.0),
+        f"jax.nn.leaky_relu(slope={slope})": lambda x: jax.nn.leaky_relu(x, slope),
+        f"jax.nn.elu(alpha={alpha})": lambda x: jax.nn.elu(x, alpha),
+        "jnp.max(-x, x/2, 2x-3/2)": _scalar_jnp_max,
+    }
+
+
+def _kink_routes(f: Callable, zero: jax.Array) -> dict[str, jax.Array]:
+    """Derivatives of a scalar function at x = 0 by every route."""
+    return {
+        "left": numerical_grad(f, zero, method="backward"),
+        "right": numerical_grad(f, zero, method="forward"),
+        "central": numerical_grad(f, zero),
+        "grad": jax.grad(f)(zero),
+        "jvp": jax.jvp(f, (zero,), (jnp.ones_like(zero),))[1],
+        "hessian": jax.hessian(f)(zero),
+    }
+
+
+def kink_derivatives(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
+    """Table 1: the derivative each convention gives at x = 0."""
+    functions = {**_activations(config), **_references(config)}
+    # One compiled program for the whole table (compiling each route separately is
+    # most of the run time).
+    table = jax.jit(
+        lambda zero: {name: _kink_routes(f, zero) for name, f in functions.items()}
+    )
+    rows = jax.tree.map(float, table(jnp.zeros((), jnp.float64)))
+    lines = [
+        "**Derivative at the kink x = 0** (float64). *left/right*: one-sided finite "
+        "differences (the two slopes); *central*: their mean, which is also what "
+        "`jnp.maximum`/`jnp.max` return at a tie; *grad*, *jvp*: the convention "
+        "autodiff uses; *2nd*: `jax.hessian` at 0.",
+        "",
+        "| function | left slope | right slope | central FD | jax.grad | jax.jvp "
+        "| 2nd |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in functions:
+        row = rows[name]
+        cells = [f"{row[k]:.4g}" for k in ("left", "right", "central")]
+        cells += [f"{row[k]:.4g}" for k in ("grad", "jvp", "hessian")]
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    workdir.note("\n".join(lines))
+
+    alpha, slope = config.elu_alpha, config.leaky_slope
+    names = list(_activations(config))
+    refs = list(_references(config))
+    results = {
+        "elu_grad_at_zero_right": rows[names[2]]["grad"],
+        "elu_grad_at_zero_left": rows[names[3]]["grad"],
+        "relu_grad_at_zero": rows[names[0]]["grad"],
+        "leaky_relu_grad_at_zero": rows[names[1]]["grad"],
+        "maxout_grad_at_tie": rows[names[4]]["grad"],
+        "elu_second_derivative_at_zero_right": rows[names[2]]["hessian"],
+        "elu_second_derivative_at_zero_left": rows[names[3]]["hessian"],
+        "jax_nn_relu_grad_at_zero": rows[refs[0]]["grad"],
+        "jnp_maximum_grad_at_zero": rows[refs[1]]["grad"],
+        "jax_nn_leaky_relu_grad_at_zero": rows[refs[2]]["grad"],
+        "jax_nn_elu_grad_at_zero": rows[refs[3]]["grad"],
+        "jnp_max_grad_at_tie": rows[refs[4]]["grad"],
+    }
+    expected = {
+        "elu_grad_at_zero_right": (1.0, "1 (right derivative)"),
+        "elu_grad_at_zero_left": (alpha, f"alpha = {alpha} (left derivative)"),
+        "relu_grad_at_zero": (0.0, "0"),
+        "leaky_relu_grad_at_zero": (slope, f"slope = {slope} (left derivative)"),
+        "maxout_grad_at_tie": (-1.0, "-1 (piece 0 wins the tie, not split)"),
+        "elu_second_derivative_at_zero_right": (0.0, "0 (right side)"),
+        "elu_second_derivative_at_zero_left": (alpha, f"alpha = {alpha} (left side)"),
+    }
+    for key, (value, target) in expected.items():
+        workdir.check(
+            key,
+            results[key],
+            target=target,
+            source=SOURCE,
+            passed=results[key] == value,
+        )
+    workdir.check(
+        "jnp_maximum_grad_at_zero",
+        results["jnp_maximum_grad_at_zero"],
+        target="(JAX's tie rule: 1/2, neither side)",
+        source="jax.numpy",
+    )
+    return results
+
+
+def fanout(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
+    """Table 2: one activation feeding several branches; gradients sum (float64)."""
+    d, m = config.fanout_dim, config.fanout_branches
+    keys = jax.random.split(jax.random.key(config.seed), 4)
+    weight = jax.random.normal(keys[0], (d, d), jnp.float64) / np.sqrt(d)
+    bias = jax.random.normal(keys[1], (d,), jnp.float64)
+    heads = jax.random.normal(keys[2], (m, d, d), jnp.float64) / np.sqrt(d)
+    points = jax.random.normal(keys[3], (config.fanout_trials, d), jnp.float64)
+    alpha = config.elu_alpha
+
+    def hidden(x):  # the shared activation, with the left-side ELU convention
+        return elu(weight @ x + bias, alpha, side="left")
+
+    branches = [
+        (lambda h, i=i: jnp.sum(jnp.tanh(heads[i] @ h)) * (i + 1)) for i in range(m)
+    ]
+
+    def loss(x):
+        h = hidden(x)
+        return sum(branch(h) for branch in branches)
+
+    @jax.jit
+    @jax.vmap
+    def check(x):
+        h, pullback = jax.vjp(hidden, x)
+        branch_grads = [jax.grad(branch)(h) for branch in branches]
+        (by_hand,) = pullback(sum(branch_grads))  # chain rule: J_h^T sum_i dg_i/dh
+        (last_only,) = pullback(branch_grads[-1])  # overwrite instead of accumulate
+        finite_difference = numerical_grad(loss, x)
+        return {
+            "sum": max_abs_error(by_hand, finite_difference),
+            "autodiff": max_abs_error(by_hand, jax.grad(loss)(x)),
+            "last_only": max_abs_error(last_only, finite_difference),
+            "margin": jnp.min(jnp.abs(weight @ x + bias)),
+        }
+
+    errors = check(points)
+    results = {
+        "fanout_max_abs_error": float(jnp.max(errors["sum"])),
+        "fanout_autodiff_vs_branch_sum": float(jnp.max(errors["autodiff"])),
+        "fanout_last_branch_only_error": float(jnp.max(errors["last_only"])),
+        "fanout_min_abs_preactivation": float(jnp.min(errors["margin"])),
+    }
+    workdir.check(
+        "fanout_max_abs_error",
+        results["fanout_max_abs_error"],
+        target=f"< {FANOUT_TOLERANCE:g} (float64 central FD)",
+        source=SOURCE,
+        passed=results["fanout_max_abs_error"] < FANOUT_TOLERANCE,
+    )
+    workdir.check(
+        "fanout_autodiff_vs_branch_sum",
+        results["fanout_autodiff_vs_branch_sum"],
+        target="round-off (jax.grad sums the branch cotangents itself)",
+        source="chain rule",
+        passed=results["fanout_autodiff_vs_branch_sum"] < FANOUT_TOLERANCE,
+    )
+    workdir.note(
+        f"**Fan-out.** x in R^{d} -> h = elu(W x + b) feeds {m} branches "
+        f"g_i(h) = i * sum(tanh(A_i h)); L = sum_i g_i. Over {config.fanout_trials} "
+        "random points, the hand-made chain rule dL/dx = J_h^T (sum_i dg_i/dh) "
+        f"matches central finite differences to {results['fanout_max_abs_error']:.2e} "
+        f"and `jax.grad` to {results['fanout_autodiff_vs_branch_sum']:.2e}. Keeping "
+        "only the last branch's gradient (overwriting instead of accumulating) misses "
+        f"by {results['fanout_last_branch_only_error']:.3g}. The smallest "
+        f"|pre-activation| was {results['fanout_min_abs_preactivation']:.3g}, far "
+        "from the kink at the finite-difference step (~6e-6), so the differences are "
+        "valid there."
+    )
+    return results
+
+
+def _modes(f: Callable, x: jax.Array) -> dict[str, Callable[[], jax.Array]]:
+    return {
+        "grad": lambda: jax.grad(f)(x),
+        "jvp": lambda: jax.jvp(f, (x,), (jnp.ones_like(x),))[1],
+        "jacfwd": lambda: jax.jacfwd(f)(x),
+        "hessian": lambda: jax.hessian(f)(x),
+        "jacfwd(grad)": lambda: jax.jacfwd(jax.grad(f))(x),
+        "jacrev(grad)": lambda: jax.jacrev(jax.grad(f))(x),
+    }
+
+
+def _try(thunk: Callable[[], jax.Array]) -> tuple[bool, str]:
+    try:
+        return True, f"{float(jax.jit(thunk)()):.4g}"
+    except Exception as error:  # shown in the report: that is the point
+        return False, f"{type(error).__name__}: {str(error).splitlines()[0]}"
+
+
+def autodiff_modes(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
+    """Table 3: every autodiff mode at the kink; custom_jvp vs custom_vjp."""
+    zero = jnp.zeros((), jnp.float64)
+    functions = {**_activations(config), "relu via custom_vjp": relu_custom_vjp}
+    outcomes = {
+        name: {mode: _try(thunk) for mode, thunk in _modes(f, zero).items()}
+        for name, f in functions.items()
+    }
+    modes = list(_modes(relu, zero))
+    lines = [
+        "**Autodiff modes at x = 0** (the kink). Each cell is the derivative returned, "
+        "or the error raised.",
+        "",
+        "| function | " + " | ".join(modes) + " |",
+        "|---|" + "---|" * len(modes),
+    ]
+    for name, row in outcomes.items():
+        cells = [text if ok else "fails" for ok, text in row.values()]
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    custom_vjp_row = outcomes["relu via custom_vjp"]
+    forward_error = custom_vjp_row["jvp"][1]
+    lines += ["", f"custom_vjp under `jax.jvp` raises: `{forward_error}`"]
+    workdir.note("\n".join(lines))
+
+    jvp_ok = all(
+        ok
+        for name, row in outcomes.items()
+        if name in _activations(config)
+        for ok, _ in row.values()
+    )
+    # The rules agree with plain autodiff of the same maths away from the kink.
+    away = jnp.asarray([-1.3, -0.4, 0.7, 2.1], jnp.float64)
+    rule_gaps = [
+        compare_rules(ours, theirs, away, key=jax.random.key(config.seed))
+        for ours, theirs in zip(
+            [relu, lambda x: elu(x, config.elu_alpha, side="left")],
+            [jax.nn.relu, lambda x: jax.nn.elu(x, config.elu_alpha)],
+            strict=True,
+        )
+    ]
+    rule_gap = max(float(max(gap)) for gap in rule_gaps)
+    results = {
+        "custom_jvp_all_modes_ok": jvp_ok,
+        "custom_vjp_forward_mode_fails": not custom_vjp_row["jvp"][0],
+        "custom_vjp_forward_mode_error": forward_error,
+        "custom_vjp_modes_ok": {mode: ok for mode, (ok, _) in custom_vjp_row.items()},
+        "rules_vs_plain_autodiff_max_abs": rule_gap,
+    }
+    workdir.check(
+        "custom_jvp_all_modes_ok",
+        jvp_ok,
+        target="True: jvp, jacfwd, hessian, jacfwd(grad) all work",
+        source=SOURCE,
+        passed=jvp_ok,
+    )
+    workdir.check(
+        "custom_vjp_forward_mode_fails",
+        results["custom_vjp_forward_mode_fails"],
+        target="True: custom_vjp is reverse-mode only",
+        source="JAX custom_vjp docs",
+        passed=results["custom_vjp_forward_mode_fails"],
+    )
+    return results
+
+
+def _curves(f: Callable, grid: np.ndarray, kinks: tuple[float, ...]) -> list:
+    """f and f' on the grid; f' at each kink and just left and right of it."""
+    side_step = 1e-4  # off the kink, inside the neighbouring pieces
+
+    @jax.jit
+    def evaluate(grid, kinks):
+        derivative = jax.vmap(jax.grad(f))
+        sides = (kinks, kinks - side_step, kinks + side_step)
+        return jax.vmap(f)(grid), derivative(grid), [derivative(k) for k in sides]
+
+    return jax.tree.map(np.asarray, evaluate(jnp.asarray(grid), jnp.asarray(kinks)))
+
+
+def figure(config: ml_collections.ConfigDict, workdir: Workdir) -> None:
+    """Each activation (top) and its derivative (bottom), kink convention marked."""
+    functions = _activations(config)
+    fig, axes = new_figure(2, len(functions), size=(3.2 * len(functions), 5.6))
+    grid = np.linspace(-2.0, 2.0, config.plot_points)
+    for column, (name, f) in enumerate(functions.items()):
+        kinks = MAXOUT_KINKS if name.startswith("maxout") else (0.0,)
+        values, derivative, (at_kinks, left, right) = _curves(f, grid, kinks)
+        top, bottom = axes[0, column], axes[1, column]
+        top.plot(grid, values, color="C0")
+        top.set_title(name, fontsize=9)
+        # Draw the derivative piece by piece, so the jump at each kink stays visible.
+        edges = [-np.inf, *kinks, np.inf]
+        for low, high in zip(edges[:-1], edges[1:], strict=True):
+            inside = (grid > low) & (grid < high)
+            bottom.plot(grid[inside], derivative[inside], color="C1")
+        for kink, at, below, above in zip(kinks, at_kinks, left, right, strict=True):
+            bottom.plot([kink, kink], [below, above], "o", mfc="white", color="C1")
+            bottom.plot([kink], [at], "o", color="C3", label=f"at {kink:.3g}: {at:.3g}")
+        bottom.legend(fontsize=7, loc="upper left")
+        bottom.set_xlabel("x")
+    axes[0, 0].set_ylabel("f(x)")
+    axes[1, 0].set_ylabel("df/dx (autodiff)")
+    workdir.save_figure(
+        fig,
+        "activations",
+        caption="Activations (top) and their autodiff derivatives (bottom). Red: the "
+        "value the custom_jvp rule returns at the kink; open circles: the one-sided "
+        "limits.",
+    )
+
+
+def run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
+    with jax.enable_x64(True):
+        results = kink_derivatives(config, workdir)
+        results.update(fanout(config, workdir))
+        results.update(autodiff_modes(config, workdir))
+    figure(config, workdir)
+    return results
