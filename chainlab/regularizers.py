@@ -27,6 +27,7 @@ Reference: J. Hoffman, D. A. Roberts, S. Yaida, "Robust Learning with Jacobian
 Regularization", arXiv:1908.02729 (2019).
 """
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -66,37 +67,66 @@ def _check_inexact(name: str, value: jax.ShapeDtypeStruct | jax.Array) -> None:
         )
 
 
-def _exact(f: Callable[[jax.Array], jax.Array], x: jax.Array, out_size: int):
-    in_size = x.size
-    if in_size <= out_size:
+def _per_example_sq(a: jax.Array) -> jax.Array:
+    """(probes, B, ...) -> (B,): squared norms summed over probes and features."""
+    return jnp.sum(jnp.square(a.reshape(a.shape[0], a.shape[1], -1)), axis=(0, 2))
+
+
+def _broadcast_basis(size: int, batch_shape: tuple[int, ...], dtype) -> jax.Array:
+    """(size, B, *feature_shape): basis vector k for every example of the batch."""
+    basis = jnp.eye(size, dtype=dtype).reshape(size, 1, *batch_shape[1:])
+    return jnp.broadcast_to(basis, (size, *batch_shape))
+
+
+def _batched_frobenius_sq(
+    f: Callable[[jax.Array], jax.Array],
+    x: jax.Array,
+    out: jax.ShapeDtypeStruct,
+    method: str,
+    key: jax.Array | None,
+    num_projections: int,
+) -> jax.Array:
+    """R_b for every example b of x (B, ...), for an f whose examples are independent.
+
+    Because example b's outputs depend only on x_b, one JVP (VJP) of the batched f with
+    a tangent (cotangent) per example yields every example's J_b u_b (v_b^T J_b) at
+    once: each probe costs one batched pass, not one pass per example.
+    """
+    in_size = math.prod(x.shape[1:])
+    out_size = math.prod(out.shape[1:])
+    if method == "exact" and in_size <= out_size:
         # Forward mode: one JVP per input direction, J e_j = column j.
         _, jvp_fn = jax.linearize(f, x)
-        basis = jnp.eye(in_size, dtype=x.dtype).reshape(in_size, *x.shape)
-        columns = jax.vmap(jvp_fn)(basis)
-        return jnp.sum(jnp.square(columns))
-    # Reverse mode: one VJP per output direction, e_i^T J = row i.
-    y, vjp_fn = jax.vjp(f, x)
-    basis = jnp.eye(out_size, dtype=y.dtype).reshape(out_size, *y.shape)
-    (rows,) = jax.vmap(vjp_fn)(basis)
-    return jnp.sum(jnp.square(rows))
-
-
-def _projection(f, x, key, num_projections):
-    y, vjp_fn = jax.vjp(f, x)
-    axes = tuple(range(1, y.ndim + 1))
-    v = jax.random.normal(key, (num_projections, *y.shape), dtype=y.dtype)
-    v = v / jnp.sqrt(jnp.sum(jnp.square(v), axis=axes, keepdims=True))
-    (rows,) = jax.vmap(vjp_fn)(v)
-    # C * ||v^T J||^2 with E[v v^T] = I / C, averaged over the probes.
-    return y.size * jnp.sum(jnp.square(rows)) / num_projections
-
-
-def _forward_projection(f, x, key, num_projections):
+        columns = jax.vmap(jvp_fn)(_broadcast_basis(in_size, x.shape, x.dtype))
+        return _per_example_sq(columns)
+    if method == "exact":
+        # Reverse mode: one VJP per output direction, e_i^T J = row i.
+        _, vjp_fn = jax.vjp(f, x)
+        (rows,) = jax.vmap(vjp_fn)(_broadcast_basis(out_size, out.shape, out.dtype))
+        return _per_example_sq(rows)
+    if method == "projection":
+        _, vjp_fn = jax.vjp(f, x)
+        v = jax.random.normal(key, (num_projections, *out.shape), dtype=out.dtype)
+        axes = tuple(range(2, v.ndim))
+        v = v / jnp.sqrt(jnp.sum(jnp.square(v), axis=axes, keepdims=True))
+        (rows,) = jax.vmap(vjp_fn)(v)
+        # C * ||v^T J||^2 with E[v v^T] = I / C, averaged over the probes.
+        return out_size * _per_example_sq(rows) / num_projections
     _, jvp_fn = jax.linearize(f, x)
     u = jax.random.normal(key, (num_projections, *x.shape), dtype=x.dtype)
-    ju = jax.vmap(jvp_fn)(u)
     # ||J u||^2 with E[u u^T] = I, averaged over the probes.
-    return jnp.sum(jnp.square(ju)) / num_projections
+    return _per_example_sq(jax.vmap(jvp_fn)(u)) / num_projections
+
+
+def _output_shape(f: Callable, x: jax.Array) -> jax.ShapeDtypeStruct:
+    out = jax.eval_shape(f, x)
+    if not isinstance(out, jax.ShapeDtypeStruct):
+        raise TypeError(
+            f"f must return a single array, got {jax.tree.structure(out)}; "
+            "concatenate the outputs you want penalised"
+        )
+    _check_inexact("f(x)", out)
+    return out
 
 
 def jacobian_frobenius_sq(
@@ -140,18 +170,14 @@ def jacobian_frobenius_sq(
     _check_key(method, key)
     x = jnp.asarray(x)
     _check_inexact("x", x)
-    out = jax.eval_shape(f, x)
-    if not isinstance(out, jax.ShapeDtypeStruct):
-        raise TypeError(
-            f"f must return a single array, got {jax.tree.structure(out)}; "
-            "concatenate the outputs you want penalised"
-        )
-    _check_inexact("f(x)", out)
-    if method == "exact":
-        return _exact(f, x, out.size)
-    if method == "projection":
-        return _projection(f, x, key, num_projections)
-    return _forward_projection(f, x, key, num_projections)
+
+    out = _output_shape(f, x)
+
+    def batched(z):
+        return f(z[0])[None]
+
+    out = jax.ShapeDtypeStruct((1, *out.shape), out.dtype)
+    return _batched_frobenius_sq(batched, x[None], out, method, key, num_projections)[0]
 
 
 def estimator_variance(
@@ -203,11 +229,14 @@ def jacobian_penalty(
     key: jax.Array | None = None,
     num_projections: int = 1,
 ) -> jax.Array:
-    """Batch mean of ``R(x_i) = ||d apply_fn(params, x_i) / d x_i||_F^2``.
+    """Batch mean of ``R(x_b) = ||d apply_fn(params, x)_b / d x_b||_F^2``.
 
-    ``x`` has a leading batch axis; each example is fed to ``apply_fn`` with a batch
-    axis of one (so any Flax ``model.apply`` that expects a batch works), and each gets
-    its own probes (``key`` is split per example).
+    ``apply_fn(params, x)`` maps a batch ``x`` (B, ...) to outputs (B, ...) (e.g. a
+    Flax ``model.apply``) and must treat examples independently (no batch statistics,
+    as in batch norm's training mode). Then one batched JVP or VJP per probe gives
+    every example's projection at once, as in Hoffman et al.'s implementation: the
+    cost is that of ``num_projections`` (or, for ``"exact"``, min(C, D)) extra
+    backward or forward passes over the batch. Each example gets its own probes.
 
     Example:
       >>> import jax.numpy as jnp
@@ -219,21 +248,21 @@ def jacobian_penalty(
     _check_options(method, num_projections)
     _check_key(method, key)
     x = jnp.asarray(x)
+    _check_inexact("x", x)
     if x.ndim < 1:
         raise ValueError(f"x needs a leading batch axis, got shape {x.shape}")
 
-    def one(xi, ki):
-        return jacobian_frobenius_sq(
-            lambda z: apply_fn(params, z[None])[0],
-            xi,
-            method=method,
-            key=ki,
-            num_projections=num_projections,
-        )
+    def f(z):
+        return apply_fn(params, z)
 
-    if key is None:
-        return jnp.mean(jax.vmap(lambda xi: one(xi, None))(x))
-    return jnp.mean(jax.vmap(one)(x, jax.random.split(key, x.shape[0])))
+    out = _output_shape(f, x)
+    if out.ndim < 1 or out.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"apply_fn must map a batch of {x.shape[0]} to a batch of outputs, got "
+            f"output shape {out.shape}"
+        )
+    per_example = _batched_frobenius_sq(f, x, out, method, key, num_projections)
+    return jnp.mean(per_example)
 
 
 def _first(batch: Any) -> jax.Array:
