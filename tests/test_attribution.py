@@ -450,6 +450,16 @@ def test_deletion_curve():
         ),
         (lambda f, x: attr.blurred_baseline(x, sigma=0.0), ValueError, "sigma"),
         (
+            lambda f, x: attr.integrated_gradients(f, x.astype(jnp.complex64)),
+            TypeError,
+            "must be real",
+        ),
+        (
+            lambda f, x: attr.path_integrated_gradients(f, lambda a: jnp.arange(3)),
+            TypeError,
+            "real floating",
+        ),
+        (
             lambda f, x: attr.expected_integrated_gradients(f, x, jnp.zeros(3)),
             ValueError,
             "baselines shape",
