@@ -33,6 +33,21 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+__all__ = [
+    "METHODS",
+    "ToleranceResult",
+    "blurred_baseline",
+    "completeness_delta",
+    "deletion_curve",
+    "expected_integrated_gradients",
+    "gradient_x_input",
+    "integrated_gradients",
+    "integrated_gradients_to_tolerance",
+    "path_integrated_gradients",
+    "quadrature_rule",
+    "uniform_baselines",
+]
+
 METHODS = (
     "riemann_left",
     "riemann_right",
