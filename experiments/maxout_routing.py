@@ -245,7 +245,7 @@ def _figure(history: list[dict], final_wins: list[np.ndarray], pieces: int):
     ax.set_xlabel("step")
     ax = axes[1, layers]
     ax.plot(steps, [r["dead_pieces"] for r in evals], color="C3")
-    ax.set_title("pieces that win no train sample (never learn)", fontsize=9)
+    ax.set_title("share of pieces winning no train sample (no gradient)", fontsize=9)
     ax.set_xlabel("step")
     return fig
 
