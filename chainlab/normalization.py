@@ -58,7 +58,11 @@ __all__ = [
 ]
 
 
-def _check_affine(name: str, x: jax.Array, scale: jax.Array, offset: jax.Array) -> None:
+def _check_affine(
+    name: str, x: jax.Array, scale: jax.Array, offset: jax.Array, eps: float
+) -> None:
+    if isinstance(eps, int | float) and not eps >= 0:
+        raise ValueError(f"{name}: eps must be >= 0; got {eps}.")
     channels = x.shape[-1]
     for label, value in (("scale", scale), ("offset", offset)):
         if value.shape != (channels,):
@@ -151,7 +155,7 @@ def batch_norm(
     """
     x, scale, offset = jnp.asarray(x), jnp.asarray(scale), jnp.asarray(offset)
     mean, var = _batch_moments("batch_norm", x, axis_name)
-    _check_affine("batch_norm", x, scale, offset)
+    _check_affine("batch_norm", x, scale, offset, eps)
     return _normalize(x, mean, var, scale, offset, eps)
 
 
@@ -187,7 +191,7 @@ def instance_norm(
             f"instance_norm: x must have shape (N, *spatial, C) with at least one "
             f"spatial axis (3 or more axes); got shape {x.shape}."
         )
-    _check_affine("instance_norm", x, scale, offset)
+    _check_affine("instance_norm", x, scale, offset, eps)
     mean, var = _moments(x, tuple(range(1, x.ndim - 1)))
     return _normalize(x, mean, var, scale, offset, eps)
 
@@ -221,7 +225,7 @@ def layer_norm(
         raise ValueError(
             "layer_norm: x must have at least one axis (..., C); got a scalar."
         )
-    _check_affine("layer_norm", x, scale, offset)
+    _check_affine("layer_norm", x, scale, offset, eps)
     mean, var = _moments(x, (x.ndim - 1,))
     return _normalize(x, mean, var, scale, offset, eps)
 
@@ -356,7 +360,7 @@ def batch_norm_inference(
             "batch_norm_inference: x must have at least one axis (..., C); got a "
             "scalar."
         )
-    _check_affine("batch_norm_inference", x, scale, offset)
+    _check_affine("batch_norm_inference", x, scale, offset, eps)
     if state.mean.shape != (x.shape[-1],) or state.var.shape != (x.shape[-1],):
         raise ValueError(
             f"batch_norm_inference: state statistics must have shape "

@@ -222,6 +222,8 @@ def test_shape_errors():
         instance_norm(x, jnp.ones(3), jnp.zeros(3))
     with pytest.raises(ValueError, match="scalar"):
         layer_norm(jnp.array(1.0), jnp.ones(1), jnp.zeros(1))
+    with pytest.raises(ValueError, match="eps must be >= 0"):
+        instance_norm(jnp.ones((2, 2, 3)), jnp.ones(3), jnp.zeros(3), eps=-1.0)
     # Static shape checks also fire under jit.
     with pytest.raises(ValueError, match="scale must have shape"):
         jax.jit(batch_norm)(x, jnp.ones(2), jnp.zeros(3))
