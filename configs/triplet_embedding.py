@@ -1,7 +1,7 @@
 """Config of ``triplet_embedding``: a digits embedding learned with the triplet loss.
 
 Run:
-  chainlab run triplet_embedding                  # paper scale, ~1 min on a laptop CPU
+  chainlab run triplet_embedding                  # paper scale, ~2 min on a laptop CPU
   chainlab run triplet_embedding --variant quick  # smoke test, a few seconds
   chainlab run triplet_embedding --set mining=batch_hard --set p=3.0
 

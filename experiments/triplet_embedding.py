@@ -132,6 +132,8 @@ def _figure(test_embedding, y_test, history):
         label="k-NN test accuracy",
     )
     twin.set_ylabel("k-NN test accuracy")
+    lowest = min((r["knn_accuracy"] for r in evals), default=1.0)
+    twin.set_ylim(min(0.8, lowest - 0.02), 1.0)
     lines = axes[1].get_lines() + twin.get_lines()
     axes[1].legend(lines, [line.get_label() for line in lines], loc="center right")
     axes[1].set_title("training")
