@@ -1,8 +1,8 @@
 """Config of ``integrated_gradients``: quadrature convergence, maps, deletion, speed.
 
 Run:
-  chainlab run integrated_gradients                  # paper scale, ~2-4 min on a laptop
-  chainlab run integrated_gradients --variant quick  # smoke test, ~15 s
+  chainlab run integrated_gradients                  # paper scale, ~1-3 min on a laptop
+  chainlab run integrated_gradients --variant quick  # smoke test, ~10-20 s
 
 Mostly compilation: the convergence study compiles one program per quadrature rule
 (every step count of the grid at once).
