@@ -5,7 +5,7 @@ Run:
   chainlab run attention_temperature --variant quick  # smoke test, seconds
 
 What it should reach: the closed-form dL/dtau = -(1/tau) sum_j z_j dL/dz_j agrees with
-autodiff to ~1e-14 relative and with central finite differences to ~1e-9 (float64)
+autodiff to ~1e-14 relative and with central finite differences to ~1e-8 (float64)
 at every temperature from 0.05 to 20; on the noisy retrieval task the learned
 temperature settles where dL/dtau = 0 (within 10% of the grid-search optimum of the
 final model) with test accuracy about 0.83; without noise the task is separable and

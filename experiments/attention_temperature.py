@@ -37,9 +37,11 @@ from chainlab.training import fit
 SOURCE = "issue 3"
 # Closed form vs reverse-mode autodiff in float64: the same sums in another order.
 AUTODIFF_TOL = 1e-12
-# Central differences in float64 with the default step eps^(1/3) ~ 6e-6 (relative, in
-# log tau): truncation and round-off both ~1e-10 relative; 1e-8 leaves a margin.
-FD_TOL = 1e-8
+# Central differences in float64 with the default step h = eps^(1/3) ~ 6e-6 in log tau:
+# round-off ~1e-10, truncation (h^2 / 6) * |third derivative / first| grows with the
+# logit scale 1/tau and reaches ~1e-8 at tau = 0.05 (logits ~ 50); a wrong formula is
+# off by O(1).
+FD_TOL = 1e-7
 # Learned vs grid-optimal temperature: Adam's steps keep log tau jittering by about the
 # (decayed) learning rate around the optimum, and W is still moving; 10% in tau.
 TAU_MATCH_TOL = 0.1

@@ -17,7 +17,7 @@ def test_quick_variant_end_to_end(tmp_path):
     results = json.loads((workdir / "results.json").read_text())
     assert results == returned
     assert results["tau_grad_max_rel_error"] < 1e-12
-    assert results["tau_grad_max_rel_error_fd"] < 1e-8
+    assert results["tau_grad_max_rel_error_fd"] < 1e-7
     # Too short to settle, but tau must have moved well below its start of 1 and stay
     # above the clip, and the retrieval must beat chance (1 / memory_size) by far.
     assert 0.01 <= results["learned_tau"] < 0.5
