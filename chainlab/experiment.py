@@ -250,6 +250,8 @@ def _use_compilation_cache() -> None:
     if jax.config.jax_compilation_cache_dir is None:
         cache = Path.home() / ".cache" / "chainlab" / "jax"
         jax.config.update("jax_compilation_cache_dir", str(cache))
+        # Most programs here compile in well under JAX's default 1 s threshold.
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
 
 
 class Reproduction(NamedTuple):
