@@ -16,10 +16,11 @@
    a tau grid with the final W held fixed, and the closed-form dL/dtau (with the
    cotangent dL/d output from autodiff) is evaluated there.
 3. The same task without noise is separable: the loss then has no finite minimiser in
-   tau (lowering tau always sharpens correct retrievals), so tau never settles but
-   keeps drifting down; slowly, because the gradient fades as the softmax saturates.
-   Over long training this drift is why learned logit scales get clipped (CLIP clips
-   1/tau at 100).
+   tau (lowering tau always sharpens correct retrievals; the loss profile over tau
+   falls all the way to the grid's lower end), yet the learned tau stalls, because its
+   gradient fades exponentially as the softmax saturates. Where a loss keeps
+   rewarding sharper logits, the drift continues: the reason learned logit scales are
+   clipped in practice (CLIP clips 1/tau at 100).
 """
 
 import jax
@@ -215,60 +216,57 @@ def _train(config, workdir, task: _Task, min_tau: float | None, name: str):
     return result.params, np.asarray(trajectory), final, tau
 
 
-def learned_temperature(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
-    """Parts 2 and 3: learn tau on the noisy task, and on the separable one."""
-    noisy = _Task(config, config.noise)
-    params, trajectory, final, tau = _train(
-        config, workdir, noisy, config.min_tau, "noisy"
-    )
-    # The training loss of the final model as a function of tau alone (W fixed).
-    x, target = noisy.train
+def _tau_profile(task: _Task, params, grid: jax.Array) -> np.ndarray:
+    """Training loss of the final model as a function of tau alone (W fixed)."""
+    x, target = task.train
     queries = _queries(params["w"], x)
 
     def train_loss(tau):
-        return _brier(attention(queries, noisy.keys, noisy.values, tau=tau), target)
+        return _brier(attention(queries, task.keys, task.values, tau=tau), target)
 
+    return np.asarray(jax.jit(jax.vmap(train_loss))(grid))
+
+
+def _dloss_dlog_tau(task: _Task, params, tau: float) -> float:
+    """tau * dL/dtau: closed form, with the cotangent dL/d(output) from autodiff."""
+    x, target = task.train
+    queries = _queries(params["w"], x)
+    output = attention(queries, task.keys, task.values, tau=tau)
+    cotangent = jax.grad(lambda out: _brier(out, target))(output)
+    return float(
+        tau * attention_tau_grad(queries, task.keys, task.values, tau, cotangent)
+    )
+
+
+def learned_temperature(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
+    """Parts 2 and 3: learn tau on the noisy task, and on the separable one."""
     grid = jnp.asarray(np.geomspace(config.min_tau, 10.0, config.grid_points))
-    curve = np.asarray(jax.jit(jax.vmap(train_loss))(grid))
-    grid_tau = float(grid[int(np.argmin(curve))])
-    # dL/dtau at the learned tau: closed form, with dL/d(output) from autodiff.
-    cotangent = jax.grad(lambda out: _brier(out, target))(
-        attention(queries, noisy.keys, noisy.values, tau=tau)
-    )
-    stationarity = float(
-        tau * attention_tau_grad(queries, noisy.keys, noisy.values, tau, cotangent)
-    )
-    at_init = float(
-        jax.grad(lambda s: train_loss(jnp.exp(s)))(jnp.log(config.init_tau))
-    )
-    results = {
-        "learned_tau": tau,
-        "final_accuracy": final["test_accuracy"],
-        "final_test_loss": final["test_loss"],
-        "tau_grid_optimum": grid_tau,
-        "dloss_dlog_tau_at_learned_tau": stationarity,
-        "dloss_dlog_tau_at_init_tau": at_init,
-    }
-    separable = _Task(config, 0.0)
-    _, separable_path, separable_final, separable_tau = _train(
-        config, workdir, separable, config.min_tau, "separable"
-    )
-    results.update(
-        learned_tau_halfway=_halfway(trajectory),
-        separable_tau=separable_tau,
-        separable_tau_halfway=_halfway(separable_path),
-        separable_accuracy=separable_final["test_accuracy"],
-    )
-    runs = {"noisy": trajectory, "separable (no noise)": separable_path}
+    runs, curves, taus = {}, {}, {}
+    results = {}
+    for label, noise in (("noisy", config.noise), ("separable", 0.0)):
+        task = _Task(config, noise)
+        params, runs[label], final, taus[label] = _train(
+            config, workdir, task, config.min_tau, label
+        )
+        curves[label] = _tau_profile(task, params, grid)
+        prefix = "" if label == "noisy" else "separable_"
+        results.update(
+            {
+                f"{prefix}learned_tau": taus[label],
+                f"{prefix}final_accuracy": final["test_accuracy"],
+                f"{prefix}final_test_loss": final["test_loss"],
+                f"{prefix}tau_grid_optimum": float(grid[np.argmin(curves[label])]),
+                f"{prefix}dloss_dlog_tau_at_learned_tau": _dloss_dlog_tau(
+                    task, params, taus[label]
+                ),
+                f"{prefix}dloss_dlog_tau_at_init_tau": _dloss_dlog_tau(
+                    task, params, config.init_tau
+                ),
+            }
+        )
     _learned_report(results, config, workdir)
-    _trajectory_figure(runs, grid, curve, tau, config, workdir)
+    _trajectory_figure(runs, grid, curves, taus, config, workdir)
     return results
-
-
-def _halfway(trajectory: np.ndarray) -> float:
-    """Tau at the logged step closest to half of the run."""
-    steps = trajectory[:, 0]
-    return float(trajectory[np.argmin(np.abs(steps - steps[-1] / 2)), 1])
 
 
 def _learned_report(results: dict, config, workdir: Workdir) -> None:
@@ -295,36 +293,47 @@ def _learned_report(results: dict, config, workdir: Workdir) -> None:
         source="closed form, attention_tau_grad",
     )
     workdir.check(
-        "separable_tau",
-        results["separable_tau"],
-        target=f"< its halfway value {results['separable_tau_halfway']:.4g} (no "
-        "finite optimum: still falling)",
-        source="no minimiser in tau on separable data",
-        passed=results["separable_tau"] < results["separable_tau_halfway"],
+        "separable_tau_grid_optimum",
+        results["separable_tau_grid_optimum"],
+        target=f"= min_tau = {config.min_tau:g}, the grid's lower end (no finite "
+        "optimum)",
+        source="separable data",
+        passed=bool(np.isclose(results["separable_tau_grid_optimum"], config.min_tau)),
+    )
+    stalled = results["separable_learned_tau"]
+    fading = results["separable_dloss_dlog_tau_at_learned_tau"]
+    workdir.note(
+        "On the separable task the loss keeps falling as tau falls, so tau has no "
+        f"finite optimum; yet the learned tau stalls at {stalled:.3g}, because its "
+        "gradient fades exponentially as the softmax saturates (d loss / d log tau "
+        f"there: {fading:.2g}; test accuracy "
+        f"{results['separable_final_accuracy']:.3g}). Adam still takes steps down "
+        f"with it, so over longer training tau keeps drifting; min_tau = "
+        f"{config.min_tau:g} bounds the drift."
     )
 
 
-def _trajectory_figure(runs, grid, curve, tau, config, workdir: Workdir) -> None:
+def _trajectory_figure(runs, grid, curves, taus, config, workdir: Workdir) -> None:
     fig, (left, right) = new_figure(1, 2, size=(10.0, 3.6))
-    for label, path in runs.items():
-        left.semilogy(path[:, 0], path[:, 1], label=label)
+    for i, (label, path) in enumerate(runs.items()):
+        left.semilogy(path[:, 0], path[:, 1], color=f"C{i}", label=label)
+        right.loglog(np.asarray(grid), curves[label], color=f"C{i}", label=label)
+        right.axvline(taus[label], color=f"C{i}", ls="--")
     left.axhline(config.min_tau, color="gray", ls=":", label="min_tau (clip)")
     left.set_xlabel("step")
     left.set_ylabel("tau")
     left.legend()
-    right.semilogx(np.asarray(grid), curve)
-    right.axvline(tau, color="C1", ls="--", label=f"learned tau = {tau:.3g}")
     right.set_xlabel("tau (final W fixed)")
     right.set_ylabel("training Brier loss")
     right.legend()
     workdir.save_figure(
         fig,
         "tau_trajectory",
-        caption="Left: the learned temperature during training (batch means). With "
-        "noise it settles; on the separable task it keeps drifting down (no finite "
-        "optimum), ever more slowly as the softmax saturates. "
-        "Right: the noisy task's training loss as a function of tau for the final "
-        "W; the learned tau sits at its minimum.",
+        caption="Left: the learned temperature during training (batch means). Right: "
+        "the training loss as a function of tau for the final W; dashed: the learned "
+        "tau. With noise the loss has a minimum in tau and the learned tau sits on "
+        "it; on the separable task the loss keeps falling towards tau = 0 and the "
+        "learned tau stalls where the gradient has faded.",
     )
 
 
