@@ -1,4 +1,4 @@
-"""Attention temperature: closed-form dL/dtau checked three ways, then tau learned.
+"""Closed-form dL/dtau of attention checked three ways, then the temperature learned.
 
 1. For L = sum(cotangent * attention(q, k, v, tau)) the chain rule through the logits
    z = q k^T / tau gives dL/dtau = -(1/tau) sum_j z_j dL/dz_j
