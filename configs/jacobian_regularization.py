@@ -1,0 +1,67 @@
+"""Config of ``jacobian_regularization``: Hoffman et al. (2019) on digits, offline.
+
+Run:
+  chainlab run jacobian_regularization                  # paper scale, ~10 min on CPU
+  chainlab run jacobian_regularization --variant quick  # smoke test, ~10 s
+
+What it should reach (paper scale): the 64-128-128-10 tanh MLP trained without a
+regulariser reaches ~99% test accuracy with a mean input-output Jacobian norm
+||J||_F ~ 45 (logits with respect to pixels / 16); the projection penalty (n_proj = 1)
+at strength 0.01 cuts ||J||_F more than 10x (to ~3) for under 1.5 points of clean
+accuracy, and lifts accuracy under Gaussian input noise (sigma 0.3) from ~75% to ~90%.
+The exact penalty gives the same model quality as the projection one. A jitted
+projection-penalty step costs about 2x a plain step.
+"""
+
+import ml_collections
+
+VARIANTS = ("", "quick")
+
+
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    # Training runs per mode use seeds seed, seed + 1, ...; figures are seed means.
+    config.num_seeds = 3
+    # MLP 64 -> hidden -> 10 with tanh; inputs are pixels / 16 (DESIGN.md protocol).
+    config.hidden = (128, 128)
+    config.steps = 3000
+    config.batch_size = 64
+    config.learning_rate = 1e-3
+    # loss = cross-entropy + strength * mean_batch ||J||_F^2. Hoffman et al.'s
+    # lambda_JR multiplies (1/2) ||J||_F^2, so strength = lambda_JR / 2; their code's
+    # defaults lambda_JR = 0.01 (README) and 0.1 (MNIST example) span 0.005 - 0.05.
+    config.strength = 0.01
+    config.num_projections = 1
+    # Strength sweep (exact and projection penalties, first seed only); () skips it.
+    config.sweep_strengths = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
+    # Robustness: Gaussian input noise (averaged over noise draws) and L-inf attacks
+    # (FGSM, and PGD with step 2.5 * epsilon / pgd_steps), images clipped to [0, 1].
+    config.noise_sigma = 0.3
+    config.noise_sigmas = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
+    config.noise_draws = 20
+    config.attack_epsilons = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3)
+    config.pgd_steps = 20
+    # Estimator study: num_projections grid, random keys per point, test examples.
+    config.variance_projections = (1, 2, 4, 8, 16, 32, 64)
+    config.variance_keys = 2000
+    config.variance_examples = 8
+    # Closed-form penalty gradient of a one-hidden-layer tanh network vs autodiff.
+    config.closed_form_hidden = 32
+    config.closed_form_examples = 64
+    # Timing of one jitted training step (batch_size rows), two interleaved rounds.
+    config.timing_repeats = 50
+    if variant == "quick":
+        config.num_seeds = 1
+        config.steps = 200
+        config.sweep_strengths = ()
+        config.noise_sigmas = (0.0, 0.3, 1.0)
+        config.noise_draws = 2
+        config.attack_epsilons = (0.0, 0.1)
+        config.pgd_steps = 3
+        config.variance_projections = (1, 4)
+        config.variance_keys = 1000
+        config.variance_examples = 2
+        config.closed_form_examples = 4
+        config.timing_repeats = 5
+    return config

@@ -1,0 +1,49 @@
+"""jacobian_regularization: quick variant end to end."""
+
+import json
+
+import pytest
+
+from chainlab import experiment
+
+MODES = ("none", "exact", "projection")
+# Exact and projection penalties train the same model up to the estimator's noise:
+# after the quick run their mean Jacobian norms agree to a few percent.
+PENALTY_AGREEMENT = 0.2
+
+
+@pytest.mark.slow
+def test_quick_variant_end_to_end(tmp_path):
+    results = experiment.run(
+        "jacobian_regularization", variant="quick", workdir=tmp_path / "run"
+    )
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved == results
+    for mode in MODES:
+        metrics = saved[mode]
+        assert 0.8 < metrics["test_accuracy"] <= 1.0
+        assert 0.0 < metrics["noise_accuracy"] <= 1.0
+        assert metrics["jacobian_frobenius"] > 0
+        assert metrics["step_ms"] > 0
+        # Zero perturbation leaves the clean accuracy.
+        assert saved["noise_sigmas"][0] == saved["attack_epsilons"][0] == 0.0
+        for curve in ("gaussian", "fgsm", "pgd"):
+            assert metrics[curve][0] == pytest.approx(metrics["test_accuracy"])
+    none, exact, proj = (saved[m]["jacobian_frobenius"] for m in MODES)
+    assert proj < none / 2 and exact < none / 2
+    assert abs(proj - exact) < PENALTY_AGREEMENT * exact
+    assert saved["closed_form"]["float64"]["max_relative_error"] < 1e-10
+    assert saved["closed_form"]["float32"]["max_relative_error"] < 1e-4
+    study = saved["estimator_variance"]
+    for method in ("projection", "forward_projection"):
+        assert study[method]["max_z"] < 4.5
+        # Variance falls with num_projections.
+        assert (
+            study[method]["relative_variance"][-1]
+            < study[method]["relative_variance"][0]
+        )
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "closed-form dR/d(W1, b1, W2) vs autodiff, float64 | " in report
+    for figure in ("robustness.png", "estimator_variance.png"):
+        assert (tmp_path / "run" / figure).stat().st_size > 0
+    assert (tmp_path / "run" / "metrics.jsonl").read_text().count("\n") > 0
