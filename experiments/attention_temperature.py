@@ -216,15 +216,20 @@ def _train(config, workdir, task: _Task, min_tau: float | None, name: str):
     return result.params, np.asarray(trajectory), final, tau
 
 
-def _tau_profile(task: _Task, params, grid: jax.Array) -> np.ndarray:
-    """Training loss of the final model as a function of tau alone (W fixed)."""
-    x, target = task.train
-    queries = _queries(params["w"], x)
+def _tau_profile(task: _Task, params, grid: np.ndarray) -> np.ndarray:
+    """Training loss of the final model as a function of tau alone (W fixed).
 
-    def train_loss(tau):
-        return _brier(attention(queries, task.keys, task.values, tau=tau), target)
+    In float64, so the separable task's vanishing losses do not underflow to ties.
+    """
+    with jax.enable_x64(True):
+        x, target = task.train
+        queries = _queries(jnp.asarray(params["w"], jnp.float64), x.astype(jnp.float64))
+        keys, values = task.keys.astype(jnp.float64), task.values.astype(jnp.float64)
 
-    return np.asarray(jax.jit(jax.vmap(train_loss))(grid))
+        def train_loss(tau):
+            return _brier(attention(queries, keys, values, tau=tau), target)
+
+        return np.asarray(jax.jit(jax.vmap(train_loss))(jnp.asarray(grid)))
 
 
 def _dloss_dlog_tau(task: _Task, params, tau: float) -> float:
@@ -240,7 +245,7 @@ def _dloss_dlog_tau(task: _Task, params, tau: float) -> float:
 
 def learned_temperature(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
     """Parts 2 and 3: learn tau on the noisy task, and on the separable one."""
-    grid = jnp.asarray(np.geomspace(config.min_tau, 10.0, config.grid_points))
+    grid = np.geomspace(config.min_tau, 10.0, config.grid_points)
     runs, curves, taus = {}, {}, {}
     results = {}
     for label, noise in (("noisy", config.noise), ("separable", 0.0)):
@@ -314,26 +319,33 @@ def _learned_report(results: dict, config, workdir: Workdir) -> None:
 
 
 def _trajectory_figure(runs, grid, curves, taus, config, workdir: Workdir) -> None:
-    fig, (left, right) = new_figure(1, 2, size=(10.0, 3.6))
+    fig, axes = new_figure(1, 3, size=(14.0, 3.6))
     for i, (label, path) in enumerate(runs.items()):
-        left.semilogy(path[:, 0], path[:, 1], color=f"C{i}", label=label)
-        right.loglog(np.asarray(grid), curves[label], color=f"C{i}", label=label)
-        right.axvline(taus[label], color=f"C{i}", ls="--")
-    left.axhline(config.min_tau, color="gray", ls=":", label="min_tau (clip)")
-    left.set_xlabel("step")
-    left.set_ylabel("tau")
-    left.legend()
-    right.set_xlabel("tau (final W fixed)")
-    right.set_ylabel("training Brier loss")
-    right.legend()
+        axes[0].semilogy(path[:, 0], path[:, 1], color=f"C{i}", label=label)
+        profile = axes[1 + i]
+        profile.plot(grid, curves[label], color=f"C{i}")
+        profile.set_xscale("log")
+        if label == "separable":
+            profile.set_yscale("log")
+        profile.axvline(
+            taus[label], color=f"C{i}", ls="--", label=f"learned tau {taus[label]:.3g}"
+        )
+        profile.set_title(f"{label}: loss over tau, final W fixed")
+        profile.set_xlabel("tau")
+        profile.set_ylabel("training Brier loss")
+        profile.legend()
+    axes[0].axhline(config.min_tau, color="gray", ls=":", label="min_tau (clip)")
+    axes[0].set_title("learned tau during training")
+    axes[0].set_xlabel("step")
+    axes[0].set_ylabel("tau (batch mean)")
+    axes[0].legend()
     workdir.save_figure(
         fig,
         "tau_trajectory",
-        caption="Left: the learned temperature during training (batch means). Right: "
-        "the training loss as a function of tau for the final W; dashed: the learned "
-        "tau. With noise the loss has a minimum in tau and the learned tau sits on "
-        "it; on the separable task the loss keeps falling towards tau = 0 and the "
-        "learned tau stalls where the gradient has faded.",
+        caption="Left: the learned temperature during training. Middle: with noise "
+        "the training loss has a minimum in tau and the learned tau (dashed) sits on "
+        "it. Right: on the separable task the loss keeps falling towards tau = 0 "
+        "(log scale); the learned tau stalls where the gradient has faded.",
     )
 
 

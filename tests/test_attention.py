@@ -128,7 +128,7 @@ def test_check_grads_float64(masked, key, x64):
     )
 
 
-@pytest.mark.parametrize("tau", [0.05, 0.5, 1.0, 3.0, 20.0])
+@pytest.mark.parametrize("tau", [0.05, 1.0, 20.0])
 @pytest.mark.parametrize("masked", [False, True])
 def test_tau_grad_closed_form_vs_autodiff_and_fd(tau, masked, key, x64):
     q, k, v = _qkv(key, prefix=(2,), dtype=jnp.float64)
