@@ -1,7 +1,7 @@
 """Config of ``attention_temperature``: dL/dtau three ways, then a learned temperature.
 
 Run:
-  chainlab run attention_temperature                  # paper scale, ~1 min, laptop CPU
+  chainlab run attention_temperature                  # paper scale, ~30 s, laptop CPU
   chainlab run attention_temperature --variant quick  # smoke test, seconds
 
 What it should reach: the closed-form dL/dtau = -(1/tau) sum_j z_j dL/dz_j agrees with

@@ -1,7 +1,7 @@
 """Config of ``norm_coupling``: how batch, instance and layer norm couple samples.
 
 Run:
-  chainlab run norm_coupling                  # paper scale, ~30 s on a laptop CPU
+  chainlab run norm_coupling                  # paper scale, ~15 s on a laptop CPU
   chainlab run norm_coupling --variant quick  # smoke test, a few seconds
 
 What it should reach: the cross-sample Jacobian blocks d y[a] / d x[b] (a != b) are
