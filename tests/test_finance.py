@@ -10,6 +10,7 @@ from jax.scipy.special import ndtr
 from jax.test_util import check_grads
 
 from chainlab.science.finance import (
+    GREEKS,
     KINDS,
     black_scholes,
     greeks,
@@ -87,7 +88,12 @@ def test_hull_greeks(x64):
 def test_greeks_match_closed_form(x64, kind):
     auto = greeks(SPOTS, STRIKE, EXPIRY, RATE, VOL, kind=kind)
     closed = greeks_closed_form(SPOTS, STRIKE, EXPIRY, RATE, VOL, kind=kind)
-    assert set(auto) == {"delta", "gamma", "vega", "theta", "rho"}
+    assert (
+        tuple(auto)
+        == tuple(closed)
+        == GREEKS
+        == ("delta", "gamma", "vega", "theta", "rho")
+    )
     for name in auto:
         assert auto[name].shape == (5,)
         np.testing.assert_allclose(

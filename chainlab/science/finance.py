@@ -29,6 +29,8 @@ from jax.typing import ArrayLike
 
 #: Option kinds accepted by every function here.
 KINDS = ("call", "put")
+#: The greeks, in the order ``greeks`` returns them.
+GREEKS = ("delta", "gamma", "vega", "theta", "rho")
 
 
 def _check_kind(kind: str) -> None:
@@ -90,7 +92,11 @@ def black_scholes(
     5.5735
     """
     _check_kind(kind)
-    S, K, T, r, sigma = _broadcast(S, K, T, r, sigma)
+    return _black_scholes(*_broadcast(S, K, T, r, sigma), kind=kind)
+
+
+@partial(jax.jit, static_argnames="kind")
+def _black_scholes(S, K, T, r, sigma, *, kind):
     d1, d2, positive = _d1_d2(S, K, T, r, sigma)
     discounted_strike = K * jnp.exp(-r * T)
     if kind == "call":
@@ -131,8 +137,14 @@ def greeks(
     {'delta': 0.522, 'gamma': 0.066, 'vega': 12.105, 'theta': -4.305, 'rho': 8.907}
     """
     _check_kind(kind)
-    args = _broadcast(S, K, T, r, sigma)
-    price = partial(black_scholes, kind=kind)
+    values = _greeks(*_broadcast(S, K, T, r, sigma), kind=kind)
+    return {name: values[name] for name in GREEKS}  # jit returns the keys sorted
+
+
+@partial(jax.jit, static_argnames="kind")
+def _greeks(*args, kind):
+    args = list(args)
+    price = partial(_black_scholes, kind=kind)
 
     def delta(*args):
         return _elementwise_derivative(price, list(args), 0)
@@ -170,7 +182,12 @@ def greeks_closed_form(
     -4.305
     """
     _check_kind(kind)
-    S, K, T, r, sigma = _broadcast(S, K, T, r, sigma)
+    values = _greeks_closed_form(*_broadcast(S, K, T, r, sigma), kind=kind)
+    return {name: values[name] for name in GREEKS}
+
+
+@partial(jax.jit, static_argnames="kind")
+def _greeks_closed_form(S, K, T, r, sigma, *, kind):
     d1, d2, _ = _d1_d2(S, K, T, r, sigma)
     density = jnp.exp(-(d1**2) / 2) / jnp.sqrt(2 * jnp.pi)
     discounted_strike = K * jnp.exp(-r * T)
@@ -440,7 +457,22 @@ def price_via_heat_equation(
     if isinstance(num_x, int) and num_x % 2:
         raise ValueError(f"num_x must be even (strike on a grid node), got {num_x}")
     S, K, T, r, sigma = _broadcast(S, K, T, r, sigma)
+    flat = [a.reshape(-1) for a in (S, K, T, r, sigma)]
+    prices = _price_via_heat_equation(
+        *flat,
+        jnp.asarray(half_width, S.dtype),
+        kind=kind,
+        num_x=num_x,
+        num_tau=num_tau,
+        rannacher_steps=rannacher_steps,
+    )
+    return prices.reshape(S.shape)
 
+
+@partial(jax.jit, static_argnames=("kind", "num_x", "num_tau", "rannacher_steps"))
+def _price_via_heat_equation(
+    S, K, T, r, sigma, half_width, *, kind, num_x, num_tau, rannacher_steps
+):
     def price(S, K, T, r, sigma):
         k = 2 * r / sigma**2
         tau_max = sigma**2 * T / 2
@@ -459,5 +491,4 @@ def price_via_heat_equation(
         u0 = _cubic_interpolation(x, u[-1], x0)
         return K * jnp.exp(-(k - 1) * x0 / 2 - (k + 1) ** 2 * tau_max / 4) * u0
 
-    flat = [a.reshape(-1) for a in (S, K, T, r, sigma)]
-    return jax.vmap(price)(*flat).reshape(S.shape)
+    return jax.vmap(price)(S, K, T, r, sigma)
