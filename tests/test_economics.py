@@ -127,7 +127,7 @@ def test_implicit_gradient_matches_finite_differences(x64, system):
 
 def test_check_grads_through_solver(x64):
     F = semilog_system()
-    solve = lambda theta: solve_equilibrium(F, jnp.array([1000.0, 5.0]), theta)  # noqa: E731
+    solve = jax.jit(lambda theta: solve_equilibrium(F, jnp.array([1000.0, 5.0]), theta))
     check_grads(solve, (jnp.array(MANKIW_THETA),), order=1, modes=("fwd", "rev"))
 
 
@@ -152,9 +152,13 @@ def test_aggregate_demand_curve(x64):
     Y = aggregate_demand(model, P, G=100.0, T=100.0, M=1000.0, x0=[0.0, 0.0])
     assert Y.shape == P.shape
     np.testing.assert_allclose(Y, 850.0 + 500.0 / P, rtol=EXACT_RTOL)
-    slope = jax.vmap(
-        jax.grad(
-            lambda p: aggregate_demand(model, p, G=100.0, T=100.0, M=1000.0, x0=[0, 0])
+    slope = jax.jit(
+        jax.vmap(
+            jax.grad(
+                lambda p: aggregate_demand(
+                    model, p, G=100.0, T=100.0, M=1000.0, x0=[0, 0]
+                )
+            )
         )
     )(P.reshape(-1))
     np.testing.assert_allclose(slope, -500.0 / P.reshape(-1) ** 2, rtol=EXACT_RTOL)
