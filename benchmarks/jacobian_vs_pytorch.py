@@ -1,0 +1,321 @@
+"""Jacobian regularization: chainlab (JAX) against PyTorch double backprop, per step.
+
+Protocol (issue 5): the MLP 64-128-128-10 with tanh, a batch of 64 digits (x / 16),
+cross-entropy plus strength * mean_batch ||J||_F^2 (J: logits with respect to inputs),
+one Adam step. Three training steps on each side:
+
+- plain: cross-entropy only;
+- projection: Hoffman et al.'s estimator with one projection (a random unit vector v
+  per example, C ||v^T J||^2);
+- exact: all C = 10 rows of J.
+
+The PyTorch side is the reference algorithm of facebookresearch/jacobian_regularizer
+(``JacobianReg``): ``torch.autograd.grad(logits, x, v, create_graph=True)`` for each
+projection (for ``exact``, one pass per class with one-hot v), then ``backward`` through
+it (double backprop). It is re-implemented here so that nothing but torch is needed;
+its penalty is ||J||_F^2 (the library's has an extra 1/2, which only rescales the
+strength). chainlab uses ``chainlab.regularizers.with_jacobian_penalty`` under
+``jax.jit``. Before timing, the exact-penalty loss and its parameter gradients are
+compared between the two (same weights, same batch): they must agree to 1e-4.
+
+Goals: chainlab's projection step <= 0.45x PyTorch's projection step and <= 3x
+chainlab's own plain step; chainlab's exact step <= 0.35x PyTorch's exact step.
+
+Timing: the median of ``--repeats`` calls, compilation and warm-up excluded, one
+block per step, in ``--rounds`` rounds (every JAX step, then every torch step, ...),
+so the rounds show how much the load of a shared machine moved the numbers: report
+every round. PyTorch runs with its default thread count (as the reference code does) and
+with one thread (often faster for such small matrices on a loaded machine); ratios are
+printed against both, and the one-thread ratio is the stricter test. Process CPU time
+per step (all threads) is printed too, as it moves less with the load.
+
+Install (PyTorch lives in its own venv, never in chainlab's)::
+
+    python -m venv .venv-bench
+    .venv-bench/bin/pip install torch --index-url https://download.pytorch.org/whl/cpu
+    .venv-bench/bin/pip install -e '.[bench]'
+
+Run::
+
+    .venv-bench/bin/python benchmarks/jacobian_vs_pytorch.py [--repeats N] [--rounds R]
+
+Without torch the PyTorch side is skipped with a message and only chainlab is timed.
+Exit status 1 when the two implementations disagree.
+"""
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from chainlab.data import digits
+from chainlab.models import MLP
+from chainlab.regularizers import with_jacobian_penalty
+
+BATCH = 64
+HIDDEN = (128, 128)
+NUM_CLASSES = 10
+STRENGTH = 0.01
+LEARNING_RATE = 1e-3
+AGREEMENT = 1e-4  # exact-penalty loss and gradients, relative L2, float32
+# Issue 5 goals.
+PROJECTION_VS_TORCH = 0.45
+PROJECTION_VS_PLAIN = 3.0
+EXACT_VS_TORCH = 0.35
+MODES = ("plain", "projection", "exact")
+
+
+def _batch():
+    split = digits()
+    x = (split.x_train[:BATCH] / 16.0).astype(np.float32)
+    return x, split.y_train[:BATCH].astype(np.int32)
+
+
+def _jax_steps(params):
+    model = MLP((*HIDDEN, NUM_CLASSES))
+    optimizer = optax.adam(LEARNING_RATE)
+
+    def cross_entropy(params, batch, key):
+        del key
+        x, y = batch
+        logp = jax.nn.log_softmax(model.apply(params, x))
+        return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+
+    losses = {"plain": cross_entropy}
+    for method in ("projection", "exact"):
+        losses[method] = with_jacobian_penalty(
+            cross_entropy, model.apply, strength=STRENGTH, method=method
+        )
+    steps = {}
+    for mode, loss_fn in losses.items():
+
+        def step(params, opt_state, batch, key, loss_fn=loss_fn):
+            loss, grads = jax.value_and_grad(loss_fn)(params, batch, key)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state, loss
+
+        steps[mode] = jax.jit(step)
+    exact_grad = jax.jit(jax.value_and_grad(losses["exact"]))
+    return steps, optimizer.init(params), exact_grad
+
+
+def _torch_model(params):
+    import torch
+
+    dense = params["params"]
+    names = sorted(dense, key=lambda name: int(name.split("_")[-1]))
+    layers = []
+    for i, name in enumerate(names):
+        kernel = np.asarray(dense[name]["kernel"])
+        linear = torch.nn.Linear(*kernel.shape)
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(kernel.T.copy()))
+            linear.bias.copy_(torch.from_numpy(np.array(dense[name]["bias"])))
+        layers.append(linear)
+        if i < len(names) - 1:
+            layers.append(torch.nn.Tanh())
+    return torch.nn.Sequential(*layers)
+
+
+def _torch_jacobian_sq(torch, x, logits, num_projections):
+    """Double-backprop penalty mean_b ||J_b||_F^2 (num_projections=-1: exact)."""
+    batch, classes = logits.shape
+    exact = num_projections == -1
+    count = classes if exact else num_projections
+    total = 0.0
+    for i in range(count):
+        if exact:
+            v = torch.zeros(batch, classes)
+            v[:, i] = 1.0
+        else:
+            v = torch.randn(batch, classes)
+            v = v / v.norm(dim=1, keepdim=True)
+        (jv,) = torch.autograd.grad(logits, x, v, create_graph=True)
+        scale = 1.0 if exact else classes / count
+        total = total + scale * jv.pow(2).sum() / batch
+    return total
+
+
+def _torch_loss(torch, model, x, y, mode):
+    x = x.clone().requires_grad_(mode != "plain")
+    logits = model(x)
+    loss = torch.nn.functional.cross_entropy(logits, y)
+    if mode != "plain":
+        projections = -1 if mode == "exact" else 1
+        loss = loss + STRENGTH * _torch_jacobian_sq(torch, x, logits, projections)
+    return loss
+
+
+def _torch_steps(torch, model):
+    optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+
+    def make(mode):
+        def step(x, y):
+            optimizer.zero_grad()
+            _torch_loss(torch, model, x, y, mode).backward()
+            optimizer.step()
+
+        return step
+
+    return {mode: make(mode) for mode in MODES}
+
+
+def _agreement(torch, params, batch, exact_grad) -> float:
+    """Worst relative L2 difference of the exact-penalty loss and gradients."""
+    model = _torch_model(params)
+    x, y = (torch.from_numpy(a) for a in batch)
+    loss = _torch_loss(torch, model, x, y.long(), "exact")
+    loss.backward()
+    value, grads = exact_grad(params, batch, jax.random.key(0))
+    errors = [abs(float(value) - loss.item()) / abs(loss.item())]
+    linears = [m for m in model if isinstance(m, torch.nn.Linear)]
+    dense = grads["params"]
+    names = sorted(dense, key=lambda name: int(name.split("_")[-1]))
+    for name, linear in zip(names, linears, strict=True):
+        pairs = (
+            (dense[name]["kernel"].T, linear.weight.grad),
+            (dense[name]["bias"], linear.bias.grad),
+        )
+        for ours, theirs in pairs:
+            theirs = theirs.numpy()
+            errors.append(
+                float(
+                    np.linalg.norm(np.asarray(ours) - theirs) / np.linalg.norm(theirs)
+                )
+            )
+    return max(errors)
+
+
+def _time_blocks(calls: dict, repeats: int) -> dict:
+    """Median wall ms and median process-CPU ms per call, for every call in ``calls``.
+
+    Each call is timed in its own block of ``repeats`` calls after five warm-up calls
+    (alternating call by call would make JAX's and torch's thread pools and caches
+    evict each other, which measures the switching, not the step).
+    """
+    timed = {}
+    for name, fn in calls.items():
+        for _ in range(5):
+            fn()
+        walls, cpus = [], []
+        for _ in range(repeats):
+            cpu_start, start = time.process_time(), time.perf_counter()
+            fn()
+            walls.append(time.perf_counter() - start)
+            cpus.append(time.process_time() - cpu_start)
+        timed[name] = (float(np.median(walls) * 1e3), float(np.median(cpus) * 1e3))
+    return timed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+
+    batch = _batch()
+    params = MLP((*HIDDEN, NUM_CLASSES)).init(jax.random.key(0), batch[0][:1])
+    jax_steps, opt_state, exact_grad = _jax_steps(params)
+    jax_batch = tuple(jnp.asarray(a) for a in batch)
+    key = jax.random.key(1)
+
+    def jax_call(step):
+        def call():
+            jax.block_until_ready(step(params, opt_state, jax_batch, key))
+
+        return call
+
+    try:
+        import torch
+    except ImportError:
+        torch = None
+        print(
+            "PyTorch is not installed in this interpreter: skipping the PyTorch side "
+            "(install it into .venv-bench as this file's docstring says)."
+        )
+
+    status = 0
+    if torch is not None:
+        torch.manual_seed(0)
+        error = _agreement(torch, params, batch, exact_grad)
+        verdict = "pass" if error <= AGREEMENT else "FAIL"
+        print(
+            f"exact-penalty loss and gradients, chainlab vs PyTorch: {error:.2e} "
+            f"(target <= {AGREEMENT:g}) {verdict}"
+        )
+        status = int(error > AGREEMENT)
+        torch_model = _torch_model(params)
+        torch_steps = _torch_steps(torch, torch_model)
+        tx, ty = torch.from_numpy(batch[0]), torch.from_numpy(batch[1]).long()
+        default_threads = torch.get_num_threads()
+
+    print(
+        f"MLP 64-{HIDDEN[0]}-{HIDDEN[1]}-10 tanh, batch {BATCH}, one Adam step; "
+        f"median of {args.repeats} calls (ms), cpu = process CPU ms per call"
+    )
+    thread_counts = [None]
+    if torch is not None:
+        thread_counts = sorted({default_threads, 1})
+    ratios = {"projection/plain": [], "projection": [], "exact": []}
+    for round_ in range(1, args.rounds + 1):
+        for threads in thread_counts:
+            calls = {("chainlab", m): jax_call(jax_steps[m]) for m in MODES}
+            if threads is not None:
+                torch.set_num_threads(threads)
+                for mode in MODES:
+                    calls["PyTorch", mode] = lambda m=mode: torch_steps[m](tx, ty)
+            timed = _time_blocks(calls, args.repeats)
+            label = f"PyTorch with {threads} thread(s)" if threads else "chainlab only"
+            print(f"\nround {round_}, {label}")
+            for mode in MODES:
+                wall, cpu = timed["chainlab", mode]
+                line = f"  {mode:<11} chainlab {wall:7.3f} (cpu {cpu:6.3f})"
+                if threads is not None:
+                    twall, tcpu = timed["PyTorch", mode]
+                    line += f"   PyTorch {twall:7.3f} (cpu {tcpu:6.3f})"
+                    line += f"   ratio {wall / twall:.3f}"
+                print(line)
+            ratio = timed["chainlab", "projection"][0] / timed["chainlab", "plain"][0]
+            ratios["projection/plain"].append(ratio)
+            print(
+                f"  chainlab projection / chainlab plain = {ratio:.2f} "
+                f"(target <= {PROJECTION_VS_PLAIN:g})"
+            )
+            if threads is None:
+                continue
+            for mode, target in (
+                ("projection", PROJECTION_VS_TORCH),
+                ("exact", EXACT_VS_TORCH),
+            ):
+                ratio = timed["chainlab", mode][0] / timed["PyTorch", mode][0]
+                if threads == 1:
+                    ratios[mode].append(ratio)
+                print(
+                    f"  chainlab {mode} / PyTorch {mode} = {ratio:.3f} "
+                    f"(target <= {target:g})"
+                )
+        if torch is not None:
+            torch.set_num_threads(default_threads)
+
+    print("\nsummary over rounds (PyTorch with 1 thread, its faster setting here):")
+    targets = {
+        "projection/plain": PROJECTION_VS_PLAIN,
+        "projection": PROJECTION_VS_TORCH,
+        "exact": EXACT_VS_TORCH,
+    }
+    for name, values in ratios.items():
+        if not values:
+            continue
+        label = name if name == "projection/plain" else f"{name} vs PyTorch"
+        worst = max(values)
+        verdict = "pass" if worst <= targets[name] else "FAIL"
+        shown = ", ".join(f"{v:.3f}" for v in values)
+        print(f"  {label:<17} {shown}  (target <= {targets[name]:g}) {verdict}")
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
