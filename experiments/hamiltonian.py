@@ -12,21 +12,27 @@ is measured:
 3. A time-dependent Hamiltonian (parametric oscillator): dH/dt along the numerical
    trajectory (central differences of H(q_n, p_n, t_n)) against the chain-rule rate
    ``energy_rate`` and the explicit dH/dt.
-4. Figures: energy error against time (log scale), phase portraits, and the energy rate
-   of the driven system.
+4. Going further, a Hamiltonian neural network (Greydanus et al. 2019) against a plain
+   network on noisy ideal-spring data: the energy error of their rollouts.
+5. Figures: energy error against time (log scale), phase portraits, the energy rate
+   of the driven system, and the spring rollouts.
 """
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 
 from chainlab.experiment import Workdir
+from chainlab.models import MLP
 from chainlab.plotting import new_figure
-from chainlab.science.mechanics import energy_rate, integrate
+from chainlab.science.mechanics import energy_rate, integrate, vector_field
+from chainlab.training import fit
 
 SOURCE = "issue 7"
 HAIRER = "Hairer, Lubich & Wanner, Geometric Numerical Integration, ch. I, IX"
+GREYDANUS = "Greydanus, Dzamba & Yosinski 2019, Table 1"
 SYSTEMS = ("oscillator", "pendulum", "kepler")
 # Leapfrog's energy error is O(dt^2): its estimated order within 0.2 of 2.
 ORDER_TOL = 0.2
@@ -259,6 +265,147 @@ def _figure_driven(driven):
     return figure
 
 
+def spring(q, p, t):
+    """The ideal spring of Greydanus et al. (2019): H = q^2 + p^2 (frequency 2)."""
+    return q**2 + p**2
+
+
+def _spring_data(hnn, rng):
+    """Noisy states and exact time derivatives of random spring trajectories.
+
+    Each trajectory starts at radius U(0.1, 1) in a random direction and is observed
+    ``points`` times on [0, t_max]; the states get N(0, noise^2) noise, the targets are
+    the exact (q', p') = (2p, -2q) of the clean states (Greydanus et al. 2019, sec. 3).
+    """
+    n = hnn.trajectories
+    angle = rng.uniform(0.0, 2 * np.pi, size=(n, 1))
+    radius = rng.uniform(0.1, 1.0, size=(n, 1))
+    t = np.linspace(0.0, hnn.t_max, hnn.points)[None, :]
+    q = radius * np.cos(angle - 2 * t)  # the exact flow of H = q^2 + p^2
+    p = radius * np.sin(angle - 2 * t)
+    clean = np.stack([q, p], axis=-1)  # (n, points, 2)
+    noisy = clean + hnn.noise * rng.normal(size=clean.shape)
+    derivative = np.stack([2 * p, -2 * q], axis=-1)
+    return noisy.astype(np.float32), derivative.astype(np.float32), clean[:, 0]
+
+
+def _rk4_rollout(field, y0, dt, steps):
+    """Classical RK4 for y' = field(y) from states y0 (n, 2); (n, steps + 1, 2)."""
+
+    def step(y, _):
+        k1 = field(y)
+        k2 = field(y + dt / 2 * k1)
+        k3 = field(y + dt / 2 * k2)
+        k4 = field(y + dt * k3)
+        y = y + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+        return y, y
+
+    _, ys = jax.lax.scan(step, y0, None, length=steps)
+    return jnp.concatenate([y0[None], ys]).transpose(1, 0, 2)
+
+
+def _hamiltonian_network(config, workdir: Workdir) -> dict:
+    """A plain network and a Hamiltonian one (Greydanus et al. 2019) on spring data.
+
+    The plain network maps (q, p) to (q', p') directly; the Hamiltonian network maps
+    (q, p) to a scalar H_theta and takes (q', p') = (dH_theta/dp, -dH_theta/dq) by
+    autodiff, so its vector field conserves H_theta exactly. Both are trained on the
+    same data, rolled out from the test states with RK4 and scored by the mean squared
+    error of the true energy along the rollout.
+    """
+    hnn = config.hnn
+    rng = np.random.default_rng(config.seed)
+    states, derivatives, starts = _spring_data(hnn, rng)
+    half = hnn.trajectories // 2
+    train = (states[:half].reshape(-1, 2), derivatives[:half].reshape(-1, 2))
+    test = (states[half:].reshape(-1, 2), derivatives[half:].reshape(-1, 2))
+    optimizer = optax.chain(
+        optax.add_decayed_weights(hnn.weight_decay), optax.adam(hnn.learning_rate)
+    )
+
+    def plain_field(model, params, y):
+        return model.apply(params, y)
+
+    def hamiltonian_field(model, params, y):
+        def H(q, p, t):
+            return model.apply(params, jnp.stack([q, p]))[0]
+
+        def one(y):
+            return jnp.stack(vector_field(H, y[0], y[1], 0.0))
+
+        return jax.vmap(one)(y)
+
+    results = {}
+    key = jax.random.key(config.seed)
+    for name, outputs, field in (
+        ("baseline", 2, plain_field),
+        ("hnn", 1, hamiltonian_field),
+    ):
+        model = MLP((hnn.hidden, hnn.hidden, outputs))
+        params = model.init(key, train[0][:1])
+
+        def loss_fn(params, batch, key, model=model, field=field):
+            y, target = batch
+            return jnp.mean((field(model, params, y) - target) ** 2)
+
+        fitted = fit(
+            loss_fn,
+            params,
+            optimizer,
+            train,
+            steps=hnn.steps,
+            batch_size=train[0].shape[0],
+            seed=config.seed,
+            log_every=max(hnn.steps // 20, 1),
+            workdir=workdir,
+            name=f"spring_{name}",
+        ).params
+        rollout = jax.jit(
+            lambda params, y0, model=model, field=field: _rk4_rollout(
+                lambda y: field(model, params, y), y0, hnn.rollout_dt, hnn.rollout_steps
+            )
+        )
+        trajectories = rollout(fitted, jnp.asarray(starts[half:], jnp.float32))
+        energy = spring(trajectories[..., 0], trajectories[..., 1], 0.0)
+        true_energy = spring(starts[half:, 0], starts[half:, 1], 0.0)[:, None]
+        results[name] = {
+            "train_loss": float(loss_fn(fitted, train, None)),
+            "test_loss": float(loss_fn(fitted, test, None)),
+            "energy_mse": float(jnp.mean((energy - true_energy) ** 2)),
+            "trajectories": np.asarray(trajectories),
+        }
+    results["true_energy"] = np.asarray(spring(starts[half:, 0], starts[half:, 1], 0.0))
+    return results
+
+
+def _figure_hnn(networks):
+    figure, axes = new_figure(1, 2, size=(10.0, 4.2))
+    for name, color in (("baseline", "tab:red"), ("hnn", "tab:blue")):
+        trajectory = networks[name]["trajectories"][0]
+        axes[0].plot(
+            trajectory[:, 0], trajectory[:, 1], color=color, lw=0.8, label=name
+        )
+        energy = np.sum(networks[name]["trajectories"] ** 2, axis=-1)
+        axes[1].plot(
+            np.mean((energy - networks["true_energy"][:, None]) ** 2, axis=0),
+            color=color,
+            label=name,
+        )
+    radius = networks["true_energy"][0] ** 0.5
+    angle = np.linspace(0, 2 * np.pi, 200)
+    axes[0].plot(
+        radius * np.cos(angle), radius * np.sin(angle), "k--", lw=0.8, label="exact"
+    )
+    axes[0].set_aspect("equal")
+    axes[0].set_title("spring rollout from a test state (q, p)")
+    axes[1].set_yscale("log")
+    axes[1].set_xlabel("rollout step")
+    axes[1].set_title("energy MSE over the test states")
+    for ax in axes:
+        ax.legend(fontsize=7)
+    return figure
+
+
 def _run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
     unknown = set(config.methods) - {"euler", "symplectic_euler", "leapfrog", "rk4"}
     if unknown:
@@ -359,7 +506,54 @@ def _run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
         "explicit dH/dt.",
     )
 
-    return {
+    results = {}
+    if config.hnn.enabled:
+        networks = _hamiltonian_network(config, workdir)
+        hnn_mse, base_mse = (
+            networks["hnn"]["energy_mse"],
+            networks["baseline"]["energy_mse"],
+        )
+        workdir.check(
+            "spring: energy MSE of the rollout, Hamiltonian network",
+            hnn_mse,
+            target="3.8e-4 (vs 1.7e-1 for the baseline); below the baseline",
+            source=GREYDANUS,
+            passed=hnn_mse < base_mse,
+        )
+        workdir.check(
+            "spring: energy MSE of the rollout, plain network",
+            base_mse,
+            target="1.7e-1",
+            source=GREYDANUS,
+        )
+        rows = [
+            "| network | train loss | test loss | energy MSE |",
+            "|---|---|---|---|",
+        ]
+        for name in ("baseline", "hnn"):
+            n = networks[name]
+            rows.append(
+                f"| {name} | {n['train_loss']:.3e} | {n['test_loss']:.3e} | "
+                f"{n['energy_mse']:.3e} |"
+            )
+        workdir.note(
+            f"Ideal spring, {config.hnn.trajectories // 2} training "
+            f"trajectories, {config.hnn.steps} Adam steps; rollouts of "
+            f"{config.hnn.rollout_steps} RK4 steps of {config.hnn.rollout_dt:g} "
+            "from the test states:\n\n" + "\n".join(rows)
+        )
+        workdir.save_figure(
+            _figure_hnn(networks),
+            "hamiltonian_network",
+            caption="Spring rollouts: the Hamiltonian network stays on "
+            "its energy level, the plain network drifts.",
+        )
+        results["hamiltonian_network"] = {
+            name: {k: v for k, v in networks[name].items() if k != "trajectories"}
+            for name in ("baseline", "hnn")
+        }
+
+    return results | {
         "energy_drift": {
             method: max(drift[system][method] for system in SYSTEMS)
             for method in config.methods

@@ -33,7 +33,16 @@ def test_quick_variant_end_to_end(tmp_path):
     assert saved["energy_rate_max_abs_error"] < 1e-5
     assert saved["energy_rate_chain_rule_vs_explicit_max_abs_error"] < 1e-12
     assert all(math.isfinite(v) for v in drift.values())
+    networks = saved["hamiltonian_network"]
+    for name in ("baseline", "hnn"):
+        assert set(networks[name]) == {"train_loss", "test_loss", "energy_mse"}
+        assert math.isfinite(networks[name]["energy_mse"])
     report = (tmp_path / "run" / "report.md").read_text()
     assert "FAIL" not in report
-    for figure in ("energy_error.png", "phase_portraits.png", "energy_rate.png"):
+    for figure in (
+        "energy_error.png",
+        "phase_portraits.png",
+        "energy_rate.png",
+        "hamiltonian_network.png",
+    ):
         assert (tmp_path / "run" / figure).stat().st_size > 0

@@ -267,3 +267,18 @@ def test_bad_inputs_are_refused():
         energy_rate(lambda q, p, t: q * p, jnp.ones(2), jnp.ones(2), 0.0)
     with pytest.raises(ValueError, match="t must be a scalar"):
         energy_rate(oscillator, 1.0, 1.0, jnp.ones(2))
+
+
+def test_python_scalars_do_not_promote_float32_states(x64):
+    """Under x64, float32 states stay float32: Python scalars (t, dt) are weak."""
+    q, p = jnp.float32(1.0), jnp.float32(0.5)
+    assert all(v.dtype == jnp.float32 for v in vector_field(oscillator, q, p, 0.0))
+    assert (
+        energy_rate(
+            driven, jnp.ones(2, jnp.float32), jnp.ones(2, jnp.float32), 0.3
+        ).dtype
+        == jnp.float32
+    )
+    qs, ps = integrate(oscillator, q, p, dt=0.1, steps=3, method="rk4")
+    assert qs.dtype == ps.dtype == jnp.float32
+    assert vector_field(oscillator, 1, 2, 0)[0].dtype == jnp.float64

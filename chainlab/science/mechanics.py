@@ -34,8 +34,10 @@ METHODS = ("euler", "symplectic_euler", "leapfrog", "rk4")
 
 def _state(q: ArrayLike, p: ArrayLike, t: ArrayLike):
     """Floating-point q, p (same shape) and a scalar time, of one dtype."""
+    dtype = jnp.result_type(q, p, t)  # Python scalars are weak: they do not promote
+    if not jnp.issubdtype(dtype, jnp.floating):
+        dtype = jnp.result_type(float)
     q, p, t = jnp.asarray(q), jnp.asarray(p), jnp.asarray(t)
-    dtype = jnp.result_type(q.dtype, p.dtype, t.dtype, float)
     if q.shape != p.shape:
         raise ValueError(
             f"q and p must have the same shape, got {q.shape} and {p.shape}"
