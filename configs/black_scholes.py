@@ -7,9 +7,9 @@ Run:
 What it should reach (float64): the textbook option S = K = 100, r = 5%, sigma = 20%,
 T = 1 year is worth 10.4506 (call) and 5.5735 (put); Crank-Nicolson on the transformed
 heat equation (1000 x 250 grid) prices it to ~1e-4, with error falling as dx^2 (slope
--2 on the convergence plot) down to ~1e-6 at the finest grid; the transformed
+-2 on the convergence plot) down to ~1e-5 at the finest grid; the transformed
 closed-form price solves u_tau = u_xx to rounding (~1e-13); the autodiff greeks match
-the closed forms to ~1e-15 relative and central finite differences to ~1e-8.
+the closed forms to ~1e-15 relative and central finite differences to ~1e-7.
 """
 
 import ml_collections

@@ -223,7 +223,7 @@ def _figure_heat(config):
     return figure
 
 
-def _figure_convergence(convergence):
+def _figure_convergence(convergence, tau_ratio):
     figure, ax = new_figure(size=(5.5, 4.0))
     n = np.asarray(convergence["num_x"], float)
     errors = np.asarray(convergence["max_abs_error"])
@@ -231,7 +231,7 @@ def _figure_convergence(convergence):
         n, errors, "o-", label="max |heat-equation price - closed form| (call, put)"
     )
     ax.loglog(n, errors[0] * (n / n[0]) ** -2.0, "k--", lw=0.8, label="slope -2")
-    ax.set_xlabel("num_x (num_tau = num_x / 4)")
+    ax.set_xlabel(f"num_x (num_tau = num_x / {tau_ratio})")
     ax.set_ylabel("absolute price error")
     ax.set_title(f"Crank-Nicolson convergence, order {convergence['order']:.2f}")
     ax.legend(fontsize=7)
@@ -288,7 +288,7 @@ def _run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
     for kind in KINDS:
         workdir.check(
             f"{kind}, closed form",
-            closed[kind],
+            f"{closed[kind]:.4f}",  # a string: the table keeps 4 significant digits
             target=f"{PUBLISHED[kind]}",
             source="textbook (Hull, ch. 15)",
             passed=round(closed[kind], 4) == PUBLISHED[kind],
@@ -296,7 +296,7 @@ def _run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
         error = abs(heat[kind] - closed[kind])
         workdir.check(
             f"{kind}, heat equation ({config.num_x} x {config.num_tau})",
-            heat[kind],
+            f"{heat[kind]:.6f}",
             target=f"closed form within {config.heat_price_atol:g}",
             source=SOURCE,
             passed=error <= config.heat_price_atol,
@@ -391,7 +391,7 @@ def _run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
         "form at expiry of the heat time.",
     )
     workdir.save_figure(
-        _figure_convergence(convergence),
+        _figure_convergence(convergence, config.tau_ratio),
         "convergence",
         caption="Heat-equation price error against grid size.",
     )

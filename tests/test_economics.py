@@ -111,14 +111,9 @@ def test_implicit_gradient_matches_finite_differences(x64, system):
     jac_fwd = jax.jit(jax.jacfwd(solve))(theta)
     steps = FD_STEP * jnp.maximum(1.0, jnp.abs(theta))
     shifts = jnp.diag(steps)
-    finite_difference = (
-        (
-            jax.vmap(solve)(theta[None, :] + shifts)
-            - jax.vmap(solve)(theta[None, :] - shifts)
-        ).T
-        / steps[None, :]
-        / 2
-    )
+    plus = jax.vmap(solve)(theta[None, :] + shifts)  # row j: theta_j shifted up
+    minus = jax.vmap(solve)(theta[None, :] - shifts)
+    finite_difference = (plus - minus).T / (2 * steps[None, :])
     np.testing.assert_allclose(jac_rev, finite_difference, rtol=FD_RTOL, atol=1e-9)
     np.testing.assert_allclose(jac_fwd, jac_rev, rtol=EXACT_RTOL)
     ift = comparative_statics(F, solve(theta), theta)

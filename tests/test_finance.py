@@ -264,8 +264,9 @@ def test_heat_equation_price_is_differentiable(x64):
 def test_bad_inputs_are_refused():
     with pytest.raises(ValueError, match="kind must be one of"):
         black_scholes(100.0, 100.0, 1.0, 0.05, 0.2, kind="straddle")
-    with pytest.raises(ValueError, match="num_x must be even"):
-        price_via_heat_equation(100.0, 100.0, 1.0, 0.05, 0.2, num_x=101)
+    for num_x in (101, 2):
+        with pytest.raises(ValueError, match="num_x must be an even int >= 4"):
+            price_via_heat_equation(100.0, 100.0, 1.0, 0.05, 0.2, num_x=num_x)
     with pytest.raises(ValueError, match="num_tau must be an int >= 1"):
         solve_heat_equation(2.5, 0.02, num_tau=0)
     with pytest.raises(ValueError, match="must be scalars"):

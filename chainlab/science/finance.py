@@ -454,8 +454,11 @@ def price_via_heat_equation(
     10.45
     """
     _check_kind(kind)
-    if isinstance(num_x, int) and num_x % 2:
-        raise ValueError(f"num_x must be even (strike on a grid node), got {num_x}")
+    if isinstance(num_x, bool) or not isinstance(num_x, int) or num_x < 4 or num_x % 2:
+        raise ValueError(
+            f"num_x must be an even int >= 4 (the strike on a grid node, four nodes to "
+            f"interpolate), got {num_x!r}"
+        )
     S, K, T, r, sigma = _broadcast(S, K, T, r, sigma)
     flat = [a.reshape(-1) for a in (S, K, T, r, sigma)]
     prices = _price_via_heat_equation(
