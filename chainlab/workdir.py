@@ -120,7 +120,7 @@ def format_value(value: Any) -> str:
             return str(value)
         magnitude = abs(value)
         return (
-            f"{value:.3e}" if magnitude < 1e-3 or magnitude >= 1e5 else f"{value:.4g}"
+            f"{value:.3e}" if magnitude < 1e-3 or magnitude >= 1e6 else f"{value:.6g}"
         )
     if isinstance(value, dict):
         return ", ".join(f"{k}: {format_value(v)}" for k, v in value.items())
