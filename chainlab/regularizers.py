@@ -173,11 +173,14 @@ def jacobian_frobenius_sq(
 
     out = _output_shape(f, x)
 
-    def batched(z):
+    def batched(z):  # a batch of one, for the shared implementation
         return f(z[0])[None]
 
-    out = jax.ShapeDtypeStruct((1, *out.shape), out.dtype)
-    return _batched_frobenius_sq(batched, x[None], out, method, key, num_projections)[0]
+    batched_out = jax.ShapeDtypeStruct((1, *out.shape), out.dtype)
+    r = _batched_frobenius_sq(
+        batched, x[None], batched_out, method, key, num_projections
+    )
+    return r[0]
 
 
 def estimator_variance(

@@ -391,23 +391,30 @@ def _figure_estimators(study):
 def _figure_sweep(sweep, baseline):
     figure, (left, right) = new_figure(1, 2, size=(11.0, 4.0))
     strengths = sweep["strengths"]
-    for method in ("exact", "projection"):
+    for method, color in (("exact", "C1"), ("projection", "C2")):
+        runs = sweep[method]
         left.loglog(
-            strengths, sweep[method]["jacobian_frobenius"], marker="o", label=method
-        )
-        right.semilogx(
-            strengths, sweep[method]["test_accuracy"], marker="o", label=f"{method}"
+            strengths, runs["jacobian_frobenius"], "o-", color=color, label=method
         )
         right.semilogx(
             strengths,
-            sweep[method]["noise_accuracy"],
-            marker="s",
-            linestyle="--",
+            runs["test_accuracy"],
+            "o-",
+            color=color,
+            label=f"{method}, clean",
+        )
+        right.semilogx(
+            strengths,
+            runs["noise_accuracy"],
+            "s--",
+            color=color,
             label=f"{method}, noisy",
         )
-    left.axhline(baseline["jacobian_frobenius"], color="k", linestyle=":", label="none")
-    right.axhline(baseline["test_accuracy"], color="k", linestyle=":", label="none")
-    right.axhline(baseline["noise_accuracy"], color="gray", linestyle=":")
+    left.axhline(
+        baseline["jacobian_frobenius"], color="C0", linestyle=":", label="none"
+    )
+    right.axhline(baseline["test_accuracy"], color="C0", linestyle=":", label="none")
+    right.axhline(baseline["noise_accuracy"], color="C0", linestyle=":")
     left.set_ylabel("mean ||J||_F on test")
     right.set_ylabel("test accuracy (clean / noisy)")
     for ax in (left, right):
@@ -495,33 +502,38 @@ def run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
         results["sweep"] = sweep
 
     n_seeds = f"mean of {len(seeds)} seed(s)"
+
+    def judged(passed: bool) -> bool | None:
+        """Training goals are judged at full length only (info otherwise)."""
+        return passed if config.judge_training_goals else None
+
     workdir.check(
         "||J||_F reduction, none / projection (n_proj=1)",
         reduction,
         target=f">= {REDUCTION_TARGET:g}x",
         source=SOURCE,
-        passed=reduction >= REDUCTION_TARGET,
+        passed=judged(reduction >= REDUCTION_TARGET),
     )
     workdir.check(
         "clean accuracy drop with projection penalty (points)",
         drop,
         target=f"<= {ACCURACY_DROP_TARGET}",
         source=SOURCE,
-        passed=drop <= ACCURACY_DROP_TARGET,
+        passed=judged(drop <= ACCURACY_DROP_TARGET),
     )
     workdir.check(
         "projection step / plain step (jitted, batch 64)",
         step_ratio,
         target=f"<= {STEP_RATIO_TARGET:g}x",
         source=SOURCE,
-        passed=step_ratio <= STEP_RATIO_TARGET,
+        passed=judged(step_ratio <= STEP_RATIO_TARGET),
     )
     workdir.check(
         f"accuracy under noise sigma={config.noise_sigma}: none -> projection",
         f"{none['noise_accuracy']:.4f} -> {proj['noise_accuracy']:.4f}",
         target="improves (robustness)",
         source=PAPER,
-        passed=proj["noise_accuracy"] > none["noise_accuracy"],
+        passed=judged(proj["noise_accuracy"] > none["noise_accuracy"]),
     )
     workdir.check(
         "||J||_F exact vs projection penalty",
@@ -557,6 +569,11 @@ def run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
                 passed=abs(slope + 1) <= SLOPE_TOL,
             )
 
+    if not config.judge_training_goals:
+        workdir.note(
+            f"Only {config.steps} training steps: the training goals above are "
+            "reported as info and judged in the paper-scale variant."
+        )
     workdir.note(
         f"Strength {config.strength} on ||J||_F^2 (Hoffman et al.'s lambda_JR = "
         f"{2 * config.strength:g} on ||J||_F^2 / 2), {config.steps} Adam steps of "
