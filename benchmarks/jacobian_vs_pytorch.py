@@ -14,9 +14,11 @@ The PyTorch side is the reference algorithm of facebookresearch/jacobian_regular
 projection (for ``exact``, one pass per class with one-hot v), then ``backward`` through
 it (double backprop). It is re-implemented here so that nothing but torch is needed;
 its penalty is ||J||_F^2 (the library's has an extra 1/2, which only rescales the
-strength). chainlab uses ``chainlab.regularizers.with_jacobian_penalty`` under
-``jax.jit``. Before timing, the exact-penalty loss and its parameter gradients are
-compared between the two (same weights, same batch): they must agree to 1e-4.
+strength). chainlab uses ``chainlab.regularizers.jacobian_penalty`` under
+``jax.jit``, taking the logits for the cross-entropy from the penalty's forward pass
+(``return_outputs=True``), as the reference reuses its logits. Before timing, the
+exact-penalty loss and its parameter gradients are compared between the two (same
+weights, same batch): they must agree to 1e-4.
 
 Goals: chainlab's projection step <= 0.45x PyTorch's projection step and <= 3x
 chainlab's own plain step; chainlab's exact step <= 0.35x PyTorch's exact step.
@@ -24,10 +26,10 @@ chainlab's own plain step; chainlab's exact step <= 0.35x PyTorch's exact step.
 Timing: the median of ``--repeats`` calls, compilation and warm-up excluded, one
 block per step, in ``--rounds`` rounds (every JAX step, then every torch step, ...),
 so the rounds show how much the load of a shared machine moved the numbers: report
-every round. PyTorch runs with its default thread count (as the reference code does) and
-with one thread (often faster for such small matrices on a loaded machine); ratios are
-printed against both, and the one-thread ratio is the stricter test. Process CPU time
-per step (all threads) is printed too, as it moves less with the load.
+every round. PyTorch runs with its default thread count (as the reference code does)
+and with one thread (often faster for such small matrices on a loaded machine); ratios
+are printed against both, and the faster PyTorch setting gives the stricter test.
+Process CPU time per step (all threads) is printed too, as it moves less with the load.
 
 Install (PyTorch lives in its own venv, never in chainlab's)::
 
@@ -53,7 +55,7 @@ import optax
 
 from chainlab.data import digits
 from chainlab.models import MLP
-from chainlab.regularizers import with_jacobian_penalty
+from chainlab.regularizers import jacobian_penalty
 
 BATCH = 64
 HIDDEN = (128, 128)
@@ -78,17 +80,31 @@ def _jax_steps(params):
     model = MLP((*HIDDEN, NUM_CLASSES))
     optimizer = optax.adam(LEARNING_RATE)
 
-    def cross_entropy(params, batch, key):
-        del key
-        x, y = batch
-        logp = jax.nn.log_softmax(model.apply(params, x))
+    def cross_entropy(logits, y):
+        logp = jax.nn.log_softmax(logits)
         return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
 
-    losses = {"plain": cross_entropy}
-    for method in ("projection", "exact"):
-        losses[method] = with_jacobian_penalty(
-            cross_entropy, model.apply, strength=STRENGTH, method=method
-        )
+    def plain(params, batch, key):
+        del key
+        return cross_entropy(model.apply(params, batch[0]), batch[1])
+
+    def penalised(method):
+        def loss_fn(params, batch, key):
+            # The logits come from the penalty's forward pass, as in the reference.
+            logits, penalty = jacobian_penalty(
+                model.apply,
+                params,
+                batch[0],
+                method=method,
+                key=key,
+                return_outputs=True,
+            )
+            return cross_entropy(logits, batch[1]) + STRENGTH * penalty
+
+        return loss_fn
+
+    losses = {"plain": plain}
+    losses.update({method: penalised(method) for method in ("projection", "exact")})
     steps = {}
     for mode, loss_fn in losses.items():
 
@@ -259,7 +275,7 @@ def main() -> int:
     thread_counts = [None]
     if torch is not None:
         thread_counts = sorted({default_threads, 1})
-    ratios = {"projection/plain": [], "projection": [], "exact": []}
+    ratios = {"chainlab projection / plain": []}  # label -> one ratio per round
     for round_ in range(1, args.rounds + 1):
         for threads in thread_counts:
             calls = {("chainlab", m): jax_call(jax_steps[m]) for m in MODES}
@@ -279,7 +295,7 @@ def main() -> int:
                     line += f"   ratio {wall / twall:.3f}"
                 print(line)
             ratio = timed["chainlab", "projection"][0] / timed["chainlab", "plain"][0]
-            ratios["projection/plain"].append(ratio)
+            ratios["chainlab projection / plain"].append(ratio)
             print(
                 f"  chainlab projection / chainlab plain = {ratio:.2f} "
                 f"(target <= {PROJECTION_VS_PLAIN:g})"
@@ -291,8 +307,8 @@ def main() -> int:
                 ("exact", EXACT_VS_TORCH),
             ):
                 ratio = timed["chainlab", mode][0] / timed["PyTorch", mode][0]
-                if threads == 1:
-                    ratios[mode].append(ratio)
+                label = f"{mode} vs PyTorch {threads} thr"
+                ratios.setdefault(label, []).append(ratio)
                 print(
                     f"  chainlab {mode} / PyTorch {mode} = {ratio:.3f} "
                     f"(target <= {target:g})"
@@ -300,20 +316,18 @@ def main() -> int:
         if torch is not None:
             torch.set_num_threads(default_threads)
 
-    print("\nsummary over rounds (PyTorch with 1 thread, its faster setting here):")
-    targets = {
-        "projection/plain": PROJECTION_VS_PLAIN,
-        "projection": PROJECTION_VS_TORCH,
-        "exact": EXACT_VS_TORCH,
-    }
-    for name, values in ratios.items():
-        if not values:
-            continue
-        label = name if name == "projection/plain" else f"{name} vs PyTorch"
-        worst = max(values)
-        verdict = "pass" if worst <= targets[name] else "FAIL"
+    print("\nsummary, one ratio per round (pass only if every round meets the target):")
+    for label, values in ratios.items():
+        target = (
+            PROJECTION_VS_PLAIN
+            if label.endswith("plain")
+            else PROJECTION_VS_TORCH
+            if label.startswith("projection")
+            else EXACT_VS_TORCH
+        )
+        verdict = "pass" if max(values) <= target else "FAIL"
         shown = ", ".join(f"{v:.3f}" for v in values)
-        print(f"  {label:<17} {shown}  (target <= {targets[name]:g}) {verdict}")
+        print(f"  {label:<28} {shown}  (target <= {target:g}) {verdict}")
     return status
 
 

@@ -86,7 +86,8 @@ def _batched_frobenius_sq(
     key: jax.Array | None,
     num_projections: int,
 ) -> jax.Array:
-    """R_b for every example b of x (B, ...), for an f whose examples are independent.
+    """``(f(x), R)`` with R_b for every example b of x (B, ...), for an f whose
+    examples are independent.
 
     Because example b's outputs depend only on x_b, one JVP (VJP) of the batched f with
     a tangent (cotangent) per example yields every example's J_b u_b (v_b^T J_b) at
@@ -96,26 +97,26 @@ def _batched_frobenius_sq(
     out_size = math.prod(out.shape[1:])
     if method == "exact" and in_size <= out_size:
         # Forward mode: one JVP per input direction, J e_j = column j.
-        _, jvp_fn = jax.linearize(f, x)
+        y, jvp_fn = jax.linearize(f, x)
         columns = jax.vmap(jvp_fn)(_broadcast_basis(in_size, x.shape, x.dtype))
-        return _per_example_sq(columns)
+        return y, _per_example_sq(columns)
     if method == "exact":
         # Reverse mode: one VJP per output direction, e_i^T J = row i.
-        _, vjp_fn = jax.vjp(f, x)
+        y, vjp_fn = jax.vjp(f, x)
         (rows,) = jax.vmap(vjp_fn)(_broadcast_basis(out_size, out.shape, out.dtype))
-        return _per_example_sq(rows)
+        return y, _per_example_sq(rows)
     if method == "projection":
-        _, vjp_fn = jax.vjp(f, x)
+        y, vjp_fn = jax.vjp(f, x)
         v = jax.random.normal(key, (num_projections, *out.shape), dtype=out.dtype)
         axes = tuple(range(2, v.ndim))
         v = v / jnp.sqrt(jnp.sum(jnp.square(v), axis=axes, keepdims=True))
         (rows,) = jax.vmap(vjp_fn)(v)
         # C * ||v^T J||^2 with E[v v^T] = I / C, averaged over the probes.
-        return out_size * _per_example_sq(rows) / num_projections
-    _, jvp_fn = jax.linearize(f, x)
+        return y, out_size * _per_example_sq(rows) / num_projections
+    y, jvp_fn = jax.linearize(f, x)
     u = jax.random.normal(key, (num_projections, *x.shape), dtype=x.dtype)
     # ||J u||^2 with E[u u^T] = I, averaged over the probes.
-    return _per_example_sq(jax.vmap(jvp_fn)(u)) / num_projections
+    return y, _per_example_sq(jax.vmap(jvp_fn)(u)) / num_projections
 
 
 def _output_shape(f: Callable, x: jax.Array) -> jax.ShapeDtypeStruct:
@@ -177,7 +178,7 @@ def jacobian_frobenius_sq(
         return f(z[0])[None]
 
     batched_out = jax.ShapeDtypeStruct((1, *out.shape), out.dtype)
-    r = _batched_frobenius_sq(
+    _, r = _batched_frobenius_sq(
         batched, x[None], batched_out, method, key, num_projections
     )
     return r[0]
@@ -231,7 +232,8 @@ def jacobian_penalty(
     method: str = "projection",
     key: jax.Array | None = None,
     num_projections: int = 1,
-) -> jax.Array:
+    return_outputs: bool = False,
+) -> jax.Array | tuple[jax.Array, jax.Array]:
     """Batch mean of ``R(x_b) = ||d apply_fn(params, x)_b / d x_b||_F^2``.
 
     ``apply_fn(params, x)`` maps a batch ``x`` (B, ...) to outputs (B, ...) (e.g. a
@@ -240,6 +242,11 @@ def jacobian_penalty(
     every example's projection at once, as in Hoffman et al.'s implementation: the
     cost is that of ``num_projections`` (or, for ``"exact"``, min(C, D)) extra
     backward or forward passes over the batch. Each example gets its own probes.
+
+    With ``return_outputs=True`` it returns ``(apply_fn(params, x), penalty)``, the
+    outputs coming from the forward pass the penalty needs anyway, so a training loss
+    can reuse them instead of running the model twice (as Hoffman et al.'s code
+    reuses its logits).
 
     Example:
       >>> import jax.numpy as jnp
@@ -264,8 +271,11 @@ def jacobian_penalty(
             f"apply_fn must map a batch of {x.shape[0]} to a batch of outputs, got "
             f"output shape {out.shape}"
         )
-    per_example = _batched_frobenius_sq(f, x, out, method, key, num_projections)
-    return jnp.mean(per_example)
+    outputs, per_example = _batched_frobenius_sq(
+        f, x, out, method, key, num_projections
+    )
+    penalty = jnp.mean(per_example)
+    return (outputs, penalty) if return_outputs else penalty
 
 
 def _first(batch: Any) -> jax.Array:

@@ -36,8 +36,8 @@ from chainlab.regularizers import (
     estimator_variance,
     input_gradient_norm,
     jacobian_frobenius_sq,
+    jacobian_penalty,
     one_hidden_layer_penalty_grad,
-    with_jacobian_penalty,
 )
 from chainlab.training import fit, median_step_ms
 
@@ -68,21 +68,35 @@ def _per_example_ce(model, params, x, y):
 
 
 def _loss_fn(model, mode: str, strength: float, num_projections: int):
-    def cross_entropy(params, batch, key):
-        del key
-        x, y = batch
-        logp = jax.nn.log_softmax(model.apply(params, x))
+    """Cross-entropy, plus strength * mean ||J||_F^2 unless ``mode == "none"``.
+
+    The penalised loss takes its logits from the penalty's own forward pass
+    (``return_outputs=True``), so the network runs forward once per step.
+    """
+
+    def cross_entropy(logits, y):
+        logp = jax.nn.log_softmax(logits)
         return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
 
-    if mode == "none":
-        return cross_entropy
-    return with_jacobian_penalty(
-        cross_entropy,
-        model.apply,
-        strength=strength,
-        method=mode,
-        num_projections=num_projections,
-    )
+    def plain(params, batch, key):
+        del key
+        x, y = batch
+        return cross_entropy(model.apply(params, x), y)
+
+    def penalised(params, batch, key):
+        x, y = batch
+        logits, penalty = jacobian_penalty(
+            model.apply,
+            params,
+            x,
+            method=mode,
+            key=key,
+            num_projections=num_projections,
+            return_outputs=True,
+        )
+        return cross_entropy(logits, y) + strength * penalty
+
+    return plain if mode == "none" else penalised
 
 
 def _train(config, model, data, mode, strength, seed, workdir, name):

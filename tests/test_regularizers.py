@@ -326,6 +326,53 @@ def test_with_jacobian_penalty_adds_the_scaled_penalty(key):
     assert all(jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads))
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_return_outputs_shares_the_forward_pass(key, method):
+    """Outputs equal apply_fn's; a loss built on them has with_jacobian_penalty's
+    value and gradients."""
+    model = _TinyMLP()
+    x = jax.random.normal(key, (6, 4))
+    y = jnp.arange(6) % 3
+    params = model.init(key, x)
+
+    def cross_entropy(logits):
+        logp = jax.nn.log_softmax(logits)
+        return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+
+    def shared(p, k):
+        logits, penalty = jacobian_penalty(
+            model.apply, p, x, method=method, key=k, return_outputs=True
+        )
+        return cross_entropy(logits) + 0.5 * penalty
+
+    generic = with_jacobian_penalty(
+        lambda p, batch, k: cross_entropy(model.apply(p, batch[0])),
+        model.apply,
+        strength=0.5,
+        method=method,
+    )
+    # with_jacobian_penalty hands the second half of its key to the penalty.
+    _, penalty_key = jax.random.split(jax.random.key(1))
+
+    @jax.jit
+    def both(p):
+        return (
+            jax.value_and_grad(shared)(p, penalty_key),
+            jax.value_and_grad(generic)(p, (x, y), jax.random.key(1)),
+        )
+
+    (value, grads), (expected, expected_grads) = both(params)
+    np.testing.assert_allclose(value, expected, rtol=RTOL_F32)
+    for g, e in zip(
+        jax.tree.leaves(grads), jax.tree.leaves(expected_grads), strict=True
+    ):
+        np.testing.assert_allclose(g, e, rtol=GRAD_RTOL_F32, atol=GRAD_RTOL_F32)
+    outputs, _ = jacobian_penalty(
+        model.apply, params, x, method=method, key=key, return_outputs=True
+    )
+    np.testing.assert_allclose(outputs, model.apply(params, x), rtol=RTOL_F32)
+
+
 @pytest.mark.parametrize(
     "activation",
     [
