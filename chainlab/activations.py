@@ -40,6 +40,18 @@ def _as_real_float(x: ArrayLike, name: str) -> jax.Array:
     return x
 
 
+def _check_parameter(parameter: jax.Array, x: jax.Array, name: str) -> None:
+    """A knob must be a scalar or broadcast against ``x`` at equal rank."""
+    shapes_broadcast = parameter.ndim == x.ndim and all(
+        a == b or 1 in (a, b) for a, b in zip(parameter.shape, x.shape, strict=True)
+    )
+    if parameter.ndim != 0 and not shapes_broadcast:
+        raise ValueError(
+            f"{name} must be a scalar or an array of the input's rank that broadcasts"
+            f" against it, got shape {parameter.shape} for input shape {x.shape}"
+        )
+
+
 # --- relu ---------------------------------------------------------------------------
 
 
@@ -132,6 +144,7 @@ def leaky_relu(x: ArrayLike, slope: ArrayLike = 0.01) -> jax.Array:
     """
     x = _as_real_float(x, "leaky_relu input")
     slope = _as_real_float(slope, "leaky_relu slope")
+    _check_parameter(slope, x, "leaky_relu slope")
     return _leaky_relu(x, slope)
 
 
@@ -219,6 +232,7 @@ def elu(
         raise ValueError(f"elu side must be one of {ELU_SIDES}, got {side!r}")
     x = _as_real_float(x, "elu input")
     alpha = _as_real_float(alpha, "elu alpha")
+    _check_parameter(alpha, x, "elu alpha")
     return _elu_right(x, alpha) if side == "right" else _elu_left(x, alpha)
 
 

@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from chainlab.activations import _as_real_float, relu
+
 __all__ = [
     "Triplets",
     "batch_hard_triplet",
@@ -42,16 +44,6 @@ __all__ = [
 ]
 
 REDUCTIONS = ("mean", "sum", "none")
-
-
-def _as_float(x: ArrayLike, name: str) -> jax.Array:
-    """``x`` as a real floating array (integers are promoted to the default float)."""
-    x = jnp.asarray(x)
-    if jnp.issubdtype(x.dtype, jnp.complexfloating):
-        raise TypeError(f"{name} must be real, got dtype {x.dtype}")
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(jnp.result_type(float))
-    return x
 
 
 def _check_positive_scalar(value: ArrayLike, name: str, *, allow_zero: bool) -> None:
@@ -119,7 +111,7 @@ def huber(residual: ArrayLike, *, delta: ArrayLike = 1.0) -> jax.Array:
       >>> round(float(jax.grad(huber)(1.0)), 4)
       1.0
     """
-    residual = _as_float(residual, "residual")
+    residual = _as_real_float(residual, "residual")
     _check_positive_scalar(delta, "delta", allow_zero=False)
     return _huber(residual, jnp.asarray(delta, dtype=residual.dtype))
 
@@ -201,7 +193,7 @@ def pnorm(x: ArrayLike, *, p: float = 2) -> jax.Array:
       [0.0, 0.0]
     """
     p = _check_p(p)
-    x = _as_float(x, "x")
+    x = _as_real_float(x, "x")
     if x.ndim < 1 or x.shape[-1] < 1:
         raise ValueError(f"x must have shape (..., d) with d >= 1, got {x.shape}")
     return _pnorm(x, p)
@@ -223,8 +215,8 @@ def pairwise_distance(x: ArrayLike, y: ArrayLike | None = None, *, p: float = 2)
       >>> pairwise_distance(jnp.array([[0.0, 0.0], [3.0, 4.0]])).tolist()
       [[0.0, 5.0], [5.0, 0.0]]
     """
-    x = _as_float(x, "x")
-    y = x if y is None else _as_float(y, "y")
+    x = _as_real_float(x, "x")
+    y = x if y is None else _as_real_float(y, "y")
     if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
         raise ValueError(
             f"x and y must have shapes (n, d) and (m, d), got {x.shape} and {y.shape}"
@@ -247,12 +239,6 @@ def _reduce(losses: jax.Array, reduction: str, valid: jax.Array | None = None):
         return total
     count = losses.size if valid is None else jnp.sum(valid)
     return total / jnp.maximum(count, 1).astype(losses.dtype)
-
-
-def _hinge(z: jax.Array) -> jax.Array:
-    # `where` with a strict test: derivative 1 for z > 0 and 0 at z <= 0, never the 1/2
-    # that jnp.maximum(z, 0) gives at an exact tie.
-    return jnp.where(z > 0, z, jnp.zeros_like(z))
 
 
 def triplet(
@@ -292,9 +278,9 @@ def triplet(
       >>> round(float(triplet(a, p, n, margin=1.0)), 4)  # 5 - 1 + 1
       5.0
     """
-    anchor = _as_float(anchor, "anchor")
-    positive = _as_float(positive, "positive")
-    negative = _as_float(negative, "negative")
+    anchor = _as_real_float(anchor, "anchor")
+    positive = _as_real_float(positive, "positive")
+    negative = _as_real_float(negative, "negative")
     if not anchor.shape == positive.shape == negative.shape or anchor.ndim < 1:
         raise ValueError(
             "anchor, positive and negative must have the same shape (..., d), got "
@@ -303,7 +289,9 @@ def triplet(
     _check_positive_scalar(margin, "margin", allow_zero=True)
     d_ap = pnorm(anchor - positive, p=p)
     d_an = pnorm(anchor - negative, p=p)
-    return _reduce(_hinge(d_ap - d_an + margin), reduction)
+    # The hinge is chainlab's relu: derivative 1 for z > 0 and 0 at z <= 0, never the
+    # 1/2 that jnp.maximum(z, 0) gives at an exact tie.
+    return _reduce(relu(d_ap - d_an + margin), reduction)
 
 
 class Triplets(NamedTuple):
@@ -316,7 +304,7 @@ class Triplets(NamedTuple):
 
 
 def _batch_masks(embeddings: ArrayLike, labels: ArrayLike):
-    embeddings = _as_float(embeddings, "embeddings")
+    embeddings = _as_real_float(embeddings, "embeddings")
     labels = jnp.asarray(labels)
     if embeddings.ndim != 2:
         raise ValueError(f"embeddings must have shape (n, d), got {embeddings.shape}")
@@ -410,7 +398,7 @@ def mine_semi_hard(
 def _mined_loss(mine, embeddings, labels, margin, p, reduction) -> jax.Array:
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    embeddings = _as_float(embeddings, "embeddings")
+    embeddings = _as_real_float(embeddings, "embeddings")
     t = mine(embeddings, labels, p=p)
     losses = triplet(
         embeddings[t.anchor],
@@ -492,7 +480,7 @@ def cross_entropy(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
       >>> round(float(cross_entropy(jnp.array([0.0, 0.0]), jnp.array(1))), 4)
       0.6931
     """
-    logits = _as_float(logits, "logits")
+    logits = _as_real_float(logits, "logits")
     labels = jnp.asarray(labels)
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         raise TypeError(f"labels must be integer class indices, got {labels.dtype}")

@@ -1,5 +1,7 @@
 """Kink conventions of chainlab.activations, checked in every autodiff mode."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -136,6 +138,22 @@ def test_integer_input_is_promoted_and_complex_refused():
     assert relu(jnp.array([-2, 3])).dtype == jnp.float32
     with pytest.raises(TypeError, match="must be real"):
         elu(jnp.array([1j]))
+
+
+@pytest.mark.parametrize("f", [leaky_relu, elu])
+def test_parameter_must_be_scalar_or_broadcast_at_equal_rank(f):
+    x = jnp.ones((2, 3))
+    per_channel = jnp.full((1, 3), 0.5)
+    assert f(x, per_channel).shape == (2, 3)
+    for bad in (jnp.ones(3), jnp.ones((2, 2)), jnp.ones((1, 2, 3))):
+        message = (
+            r"must be a scalar or an array of the input's rank that broadcasts against"
+            rf" it, got shape {re.escape(str(bad.shape))} for input shape \(2, 3\)"
+        )
+        with pytest.raises(ValueError, match=message):
+            f(x, bad)
+        with pytest.raises(ValueError, match=message):
+            jax.jit(f)(x, bad)
 
 
 def test_elu_rejects_unknown_side():
