@@ -57,12 +57,17 @@ def _check_qkv(name: str, q: jax.Array, k: jax.Array, v: jax.Array) -> None:
         )
 
 
-def _check_tau(name: str, tau: jax.Array) -> None:
+def _check_tau(name: str, tau: ArrayLike) -> jax.Array:
+    # The sign can be checked only for a Python number (an array may be traced).
+    if isinstance(tau, int | float) and not tau > 0:
+        raise ValueError(f"{name}: tau must be a positive temperature; got {tau}.")
+    tau = jnp.asarray(tau)
     if tau.ndim != 0:
         raise ValueError(
             f"{name}: tau must be a scalar (vmap over heads for one temperature per "
             f"head); got shape {tau.shape}."
         )
+    return tau
 
 
 def _mask_for(name: str, mask: ArrayLike | None, shape: tuple[int, ...]):
@@ -135,9 +140,9 @@ def attention(
         >>> round(float(attention(q, k, v, tau=1.0)[0, 0]), 4)  # e / (e + 1)
         0.7311
     """
-    q, k, v, tau = jnp.asarray(q), jnp.asarray(k), jnp.asarray(v), jnp.asarray(tau)
+    q, k, v = jnp.asarray(q), jnp.asarray(k), jnp.asarray(v)
     _check_qkv("attention", q, k, v)
-    _check_tau("attention", tau)
+    tau = _check_tau("attention", tau)
     mask = _mask_for("attention", mask, q.shape[:-1] + (k.shape[-2],))
     _, weights = _logits_and_weights(q, k, tau, mask)
     return jnp.einsum("...qk,...kv->...qv", weights, v)
@@ -185,10 +190,10 @@ def attention_tau_grad(
         >>> round(float(closed), 4), round(float(auto), 4)
         (-0.0308, -0.0308)
     """
-    q, k, v, tau = jnp.asarray(q), jnp.asarray(k), jnp.asarray(v), jnp.asarray(tau)
+    q, k, v = jnp.asarray(q), jnp.asarray(k), jnp.asarray(v)
     cotangent = jnp.asarray(cotangent)
     _check_qkv("attention_tau_grad", q, k, v)
-    _check_tau("attention_tau_grad", tau)
+    tau = _check_tau("attention_tau_grad", tau)
     out_shape = q.shape[:-1] + (v.shape[-1],)
     if cotangent.shape != out_shape:
         raise ValueError(

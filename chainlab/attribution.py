@@ -389,7 +389,13 @@ def blurred_baseline(
     if not sigma > 0:
         raise ValueError(f"sigma must be positive, got {sigma}")
     x, _ = _as_input(x, None)
-    for axis in range(x.ndim) if axes is None else axes:
+    axes = tuple(range(x.ndim)) if axes is None else tuple(axes)
+    if any(not -x.ndim <= axis < x.ndim for axis in axes):
+        raise ValueError(
+            f"axes {axes} out of range for an input of shape {x.shape}: allowed are "
+            f"-{x.ndim}..{x.ndim - 1}"
+        )
+    for axis in axes:
         n = x.shape[axis]
         offsets = np.arange(n)[:, None] - np.arange(n)[None, :]
         kernel = np.exp(-(offsets**2) / (2.0 * sigma**2))
@@ -415,6 +421,10 @@ def uniform_baselines(
       >>> b.shape, bool((b >= 0).all() & (b < 1).all())
       ((5, 3), True)
     """
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int | np.integer):
+        raise TypeError(f"num_samples must be a Python int, got {num_samples!r}")
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
     x, _ = _as_input(x, None)
     return jax.random.uniform(
         key, (num_samples, *x.shape), x.dtype, minval=minval, maxval=maxval
@@ -511,6 +521,8 @@ def deletion_curve(
     _check_scalar(f, x)
     n = x.size
     num_points = n if num_points is None else num_points
+    if isinstance(num_points, bool) or not isinstance(num_points, int | np.integer):
+        raise TypeError(f"num_points must be a Python int or None, got {num_points!r}")
     if not 1 <= num_points <= n:
         raise ValueError(f"num_points must be in 1..{n}, got {num_points}")
     # rank[i] = position of feature i in the deletion order (0 = deleted first).

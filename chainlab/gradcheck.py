@@ -88,6 +88,8 @@ def numerical_jacobian(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if eps is not None and not eps > 0:
+        raise ValueError(f"eps must be positive or None, got {eps!r}")
     leaves = _floating_leaves(x, "numerical_jacobian input")
     flat, unravel = ravel_pytree(x)
     if eps is None:

@@ -188,6 +188,11 @@ def test_attention_errors(key):
         attention(q[None], k, v)
     with pytest.raises(ValueError, match="tau must be a scalar"):
         attention(q, k, v, tau=jnp.ones(2))
+    for tau in (0.0, -1.0):
+        with pytest.raises(ValueError, match="tau must be a positive temperature"):
+            attention(q, k, v, tau=tau)
+        with pytest.raises(ValueError, match="tau must be a positive temperature"):
+            attention_tau_grad(q, k, v, tau, jnp.ones((3, 2)))
     with pytest.raises(TypeError, match="boolean"):
         attention(q, k, v, mask=jnp.ones((3, 4)))
     with pytest.raises(ValueError, match="does not broadcast"):
@@ -220,6 +225,18 @@ def test_temperature_from_log_values_and_gradient():
     got = dtau(jnp.array([inside, at_low, at_high, below, above]))
     # d tau / d log_tau = tau inside and on the bounds (not half: no tie rule), else 0.
     np.testing.assert_allclose(got, [math.exp(0.1), 0.5, 2.0, 0.0, 0.0], rtol=F32_TOL)
+
+
+def test_temperature_from_log_check_grads_float64(x64):
+    # Inside the clip (the bounds are kinks, covered above) tau = exp(log_tau).
+    check_grads(
+        lambda log_tau: temperature_from_log(log_tau, min_tau=0.5, max_tau=2.0),
+        (jnp.array([-0.4, 0.1, 0.6]),),
+        order=2,
+        modes=("fwd", "rev"),
+        atol=CHECK_GRADS_TOL,
+        rtol=CHECK_GRADS_TOL,
+    )
 
 
 def test_temperature_from_log_errors():

@@ -450,6 +450,21 @@ def test_deletion_curve():
         ),
         (lambda f, x: attr.blurred_baseline(x, sigma=0.0), ValueError, "sigma"),
         (
+            lambda f, x: attr.blurred_baseline(x, axes=(1,)),
+            ValueError,
+            r"axes \(1,\) out of range .* allowed are -1\.\.0",
+        ),
+        (
+            lambda f, x: attr.uniform_baselines(jax.random.key(0), x, num_samples=0),
+            ValueError,
+            "num_samples must be >= 1",
+        ),
+        (
+            lambda f, x: attr.deletion_curve(f, x, x, num_points=1.5),
+            TypeError,
+            "num_points must be a Python int",
+        ),
+        (
             lambda f, x: attr.integrated_gradients(f, x.astype(jnp.complex64)),
             TypeError,
             "must be real",

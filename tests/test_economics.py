@@ -212,5 +212,7 @@ def test_bad_inputs_are_refused():
         comparative_statics(lambda x, theta: x[:1], jnp.ones(2), jnp.ones(4))
     with pytest.raises(ValueError, match="max_steps must be a positive int"):
         solve_equilibrium(F, jnp.ones(2), jnp.ones(4), max_steps=0)
+    with pytest.raises(ValueError, match="tolerance must be positive"):
+        solve_equilibrium(F, jnp.ones(2), jnp.ones(4), tolerance=-1e-8)
     with pytest.raises(ValueError, match=r"theta = \(G, T, M, P\)"):
         islm_residual(linear_islm(**MANKIW), jnp.ones(2), jnp.ones(3))

@@ -88,6 +88,8 @@ def test_bad_arguments_are_refused():
         ValueError, match=r"one of \('central', 'forward', 'backward'\)"
     ):
         numerical_jacobian(jnp.sin, jnp.zeros(2), method="sideways")
+    with pytest.raises(ValueError, match="eps must be positive or None, got 0.0"):
+        numerical_jacobian(jnp.sin, jnp.zeros(2), eps=0.0)
     with pytest.raises(TypeError, match="floating arrays, got dtype int32"):
         numerical_jacobian(jnp.sin, jnp.zeros(2, jnp.int32))
     with pytest.raises(TypeError, match="return an array"):

@@ -160,6 +160,8 @@ def solve_equilibrium(
     theta = _as_float_vector("theta", theta)
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
         raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
+    if tolerance is not None and not tolerance > 0:
+        raise ValueError(f"tolerance must be positive or None, got {tolerance!r}")
     _check_residual_shape(F, x0, theta)
     dtype = jnp.result_type(x0.dtype, theta.dtype)
     x0 = x0.astype(dtype)

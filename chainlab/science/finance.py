@@ -459,6 +459,10 @@ def price_via_heat_equation(
             f"num_x must be an even int >= 4 (the strike on a grid node, four nodes to "
             f"interpolate), got {num_x!r}"
         )
+    # The signs can be checked only for Python numbers (arrays may be traced).
+    for name, value in (("T", T), ("sigma", sigma), ("half_width", half_width)):
+        if isinstance(value, int | float) and not value > 0:
+            raise ValueError(f"{name} must be positive, got {value!r}")
     S, K, T, r, sigma = _broadcast(S, K, T, r, sigma)
     flat = [a.reshape(-1) for a in (S, K, T, r, sigma)]
     prices = _price_via_heat_equation(
