@@ -460,8 +460,33 @@ def _run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
                 source=HAIRER,
                 passed=growth[system]["euler"] > 1.0,
             )
+    euler_drift = (
+        max(drift[system]["euler"] for system in SYSTEMS)
+        if "euler" in config.methods
+        else None
+    )
+    for method in config.methods:
+        worst = max(drift[system][method] for system in SYSTEMS)
+        symplectic = method in ("symplectic_euler", "leapfrog")
+        if symplectic and euler_drift is not None:
+            target, passed = (
+                f"< Euler's {euler_drift:.3g} (bounded)",
+                worst < euler_drift,
+            )
+        elif method == "euler":
+            target, passed = "grows without bound (growth rows above)", None
+        else:
+            target, passed = "small, slowly drifting", None
+        workdir.check(
+            f"energy_drift.{method} (max rel. energy error, all systems)",
+            worst,
+            target=target,
+            source=HAIRER,
+            passed=passed,
+        )
     workdir.check(
-        "parametric oscillator: max abs(dH/dt along trajectory - chain rule)",
+        "energy_rate_max_abs_error: abs(dH/dt along trajectory - chain rule), "
+        "parametric oscillator",
         trajectory_error,
         target=f"<= {TRAJECTORY_RATE_ATOL:g}",
         source=SOURCE,

@@ -39,6 +39,9 @@ def test_quick_variant_end_to_end(tmp_path):
         assert math.isfinite(networks[name]["energy_mse"])
     report = (tmp_path / "run" / "report.md").read_text()
     assert "FAIL" not in report
+    for method in METHODS:  # every headline figure has a row
+        assert f"| energy_drift.{method} " in report
+    assert "| energy_rate_max_abs_error" in report
     for figure in (
         "energy_error.png",
         "phase_portraits.png",
