@@ -1,0 +1,57 @@
+"""Normalizing flows: bijections with exact log-dets, composed by the chain rule.
+
+``log p_X(x) = log p_Z(f(x)) + sum_k log|det J_{f_k}(x_{k-1})|`` for a flow
+``f = f_K o ... o f_1`` and a standard normal ``p_Z``.
+
+Every piece is a :class:`Bijection` of pure functions ``(init, forward, inverse,
+initialize)``; :func:`realnvp` and :func:`glow` assemble them into a :class:`Flow`
+``(init, forward, inverse, log_prob, sample, initialize)``.
+"""
+
+from chainlab.flows.actnorm import actnorm
+from chainlab.flows.bijection import Bijection, chain, scan
+from chainlab.flows.builders import glow, realnvp
+from chainlab.flows.conditioners import Conditioner, conv_conditioner, mlp_conditioner
+from chainlab.flows.coupling import affine_coupling
+from chainlab.flows.flow import Flow, standard_normal_log_prob, transformed
+from chainlab.flows.linear import invertible_linear
+from chainlab.flows.masks import (
+    alternating_mask,
+    channel_mask,
+    checkerboard_mask,
+    half_mask,
+)
+from chainlab.flows.multiscale import factor_out
+from chainlab.flows.permutation import permutation, reverse
+from chainlab.flows.preprocessing import dequantize, logit, standardize
+from chainlab.flows.reshape import reshape, squeeze, unsqueeze
+
+__all__ = [
+    "Bijection",
+    "Conditioner",
+    "Flow",
+    "actnorm",
+    "affine_coupling",
+    "alternating_mask",
+    "chain",
+    "channel_mask",
+    "checkerboard_mask",
+    "conv_conditioner",
+    "dequantize",
+    "factor_out",
+    "glow",
+    "half_mask",
+    "invertible_linear",
+    "logit",
+    "mlp_conditioner",
+    "permutation",
+    "realnvp",
+    "reshape",
+    "reverse",
+    "scan",
+    "squeeze",
+    "standard_normal_log_prob",
+    "standardize",
+    "transformed",
+    "unsqueeze",
+]
