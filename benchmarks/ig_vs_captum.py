@@ -19,7 +19,7 @@ moves less with the load.
 Install (Captum and PyTorch live in their own venv, never in chainlab's)::
 
     python -m venv .venv-bench
-    .venv-bench/bin/pip install torch --index-url https://download.pytorch.org/whl/cpu
+    .venv-bench/bin/pip install torch    # a CPU build is enough
     .venv-bench/bin/pip install captum -e '.[bench]'
 
 Run::

@@ -34,7 +34,7 @@ Process CPU time per step (all threads) is printed too, as it moves less with th
 Install (PyTorch lives in its own venv, never in chainlab's)::
 
     python -m venv .venv-bench
-    .venv-bench/bin/pip install torch --index-url https://download.pytorch.org/whl/cpu
+    .venv-bench/bin/pip install torch    # a CPU build is enough
     .venv-bench/bin/pip install -e '.[bench]'
 
 Run::
