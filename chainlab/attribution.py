@@ -25,6 +25,7 @@ gradients), a general path (``path_integrated_gradients``), a step-doubling help
 check ``deletion_curve``.
 """
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -340,7 +341,7 @@ def integrated_gradients_to_tolerance(
     returns the first attributions with ``|delta| <= rtol |f(x) - f(x')|``, or those at
     ``max_steps`` (check ``rel_error``) when the tolerance is not reached. It is a
     Python loop (the number of steps fixes shapes), so call it outside ``jit``; each
-    step count compiles once.
+    step count is one compiled program.
 
     Example:
       >>> f = lambda x: x[0] * x[1]  # right Riemann overshoots by 1 / steps
@@ -356,12 +357,19 @@ def integrated_gradients_to_tolerance(
             f"need 1 <= initial_steps <= max_steps, got {initial_steps}, {max_steps}"
         )
     x, baseline = _as_input(x, baseline)
-    steps = max(initial_steps, 2) if method == "riemann_trapezoid" else initial_steps
-    while True:
+
+    @functools.partial(jax.jit, static_argnames="steps")
+    def attempt(x: jax.Array, baseline: jax.Array, steps: int):
         attributions = integrated_gradients(
             f, x, baseline, steps=steps, method=method, chunk_size=chunk_size
         )
-        error = float(completeness_delta(f, x, baseline, attributions, relative=True))
+        delta = completeness_delta(f, x, baseline, attributions, relative=True)
+        return attributions, delta
+
+    steps = max(initial_steps, 2) if method == "riemann_trapezoid" else initial_steps
+    while True:
+        attributions, delta = attempt(x, baseline, steps)
+        error = float(delta)
         if error <= rtol or steps >= max_steps:
             return ToleranceResult(attributions, steps, error)
         steps = min(2 * steps, max_steps)

@@ -53,10 +53,15 @@ class MaxoutNet(nn.Module):
         return nn.Dense(self.classes, name="readout")(x)
 
 
+def _pieces(x: jax.Array, weight: jax.Array, bias: jax.Array) -> jax.Array:
+    """The affine pieces ``z (..., k, d_out)`` that maxout takes the maximum of."""
+    z = jnp.einsum("...i,pio->...po", x, weight)
+    return z + jnp.broadcast_to(bias, z.shape)
+
+
 def _jnp_max_maxout(x: jax.Array, weight: jax.Array, bias: jax.Array) -> jax.Array:
     """Maxout written with ``jnp.max``: same values, ties split evenly."""
-    z = jnp.einsum("...i,pio->...po", x, weight)
-    return jnp.max(z + jnp.broadcast_to(bias, z.shape), axis=-2)
+    return jnp.max(_pieces(x, weight, bias), axis=-2)
 
 
 def routing_forward(
@@ -71,8 +76,7 @@ def routing_forward(
     h, pieces, winners = x, [], []
     for i in range(len(layers) - 1):
         kernel, bias = layers[f"maxout_{i}"]["kernel"], layers[f"maxout_{i}"]["bias"]
-        z = jnp.einsum("...i,pio->...po", h, kernel)
-        z = z + jnp.broadcast_to(bias, z.shape)
+        z = _pieces(h, kernel, bias)
         pieces.append(z)
         winners.append(jnp.argmax(z, axis=-2))  # the first maximum: lowest index
         h = combine(h, kernel, bias)
@@ -172,6 +176,17 @@ def analyse(params, x: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
     return {**routing_statistics(params, x, y), **tie_statistics(params, x, y)}
 
 
+def _mean_cross_entropy(model: nn.Module) -> Callable:
+    """The training loss ``loss_fn(params, batch, key)`` of a classifier."""
+
+    def loss_fn(params, batch, key):
+        del key
+        x, y = batch
+        return jnp.mean(cross_entropy(model.apply(params, x), y))
+
+    return loss_fn
+
+
 def _accuracy(logits: jax.Array, y: jax.Array) -> float:
     return float(jnp.mean(jnp.argmax(logits, axis=-1) == y))
 
@@ -196,13 +211,8 @@ def _train_reference(config, x_train, y_train, x_test, y_test, workdir) -> float
     model = MLP((*config.hidden, 10), activation=relu)
     params = model.init(jax.random.key(config.seed), x_train[:1])
 
-    def loss_fn(params, batch, key):
-        del key
-        x, y = batch
-        return jnp.mean(cross_entropy(model.apply(params, x), y))
-
     result = fit(
-        loss_fn,
+        _mean_cross_entropy(model),
         params,
         optax.adam(config.learning_rate),
         (x_train, y_train),
@@ -258,11 +268,6 @@ def run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
     model = MaxoutNet(tuple(config.hidden), config.pieces)
     params = model.init(jax.random.key(config.seed), x_train[:1])
 
-    def loss_fn(params, batch, key):
-        del key
-        x, y = batch
-        return jnp.mean(cross_entropy(model.apply(params, x), y))
-
     apply = jax.jit(model.apply)
     wins_fn = jax.jit(win_fractions)
 
@@ -283,7 +288,7 @@ def run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
     # Blank images at initialisation (zero biases): every piece of layer 0 ties at 0.
     blank = analyse(params, jnp.zeros_like(xs), ys)
     result = fit(
-        loss_fn,
+        _mean_cross_entropy(model),
         params,
         optax.adam(config.learning_rate),
         (x_train, y_train),
