@@ -18,6 +18,9 @@ CHECK_GRADS_TOL = 1e-5
 FLOAT32_TOL = 1e-6
 # Exact float64 identities (same formula, different code path): round-off only.
 FLOAT64_TOL = 1e-12
+# One-sided differences with step 1e-7 in float64: truncation alpha h / 2 ~ 3e-8,
+# rounding eps / h ~ 2e-9; a wrong side is off by 1 - alpha = 0.5.
+ONE_SIDED_FD_TOL = 1e-6
 
 # Points away from the kink, so every mode and finite differences are well defined.
 SMOOTH_POINTS = np.array([-2.5, -0.7, -1e-3, 1e-3, 0.4, 3.0])
@@ -93,7 +96,9 @@ def test_elu_kink_matches_one_sided_finite_difference(side, x64):
     h = 1e-7
     f = lambda x: elu(x, ALPHA, side=side)  # noqa: E731
     one_sided = (f(h) - f(0.0)) / h if side == "right" else (f(0.0) - f(-h)) / h
-    assert float(jax.grad(f)(0.0)) == pytest.approx(float(one_sided), abs=1e-6)
+    assert float(jax.grad(f)(0.0)) == pytest.approx(
+        float(one_sided), abs=ONE_SIDED_FD_TOL
+    )
 
 
 def test_jnp_maximum_splits_the_kink_but_relu_does_not():
