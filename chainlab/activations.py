@@ -21,6 +21,7 @@ Integer and boolean inputs are promoted to the default floating dtype; complex i
 are refused (a kink has no meaning there).
 """
 
+import functools
 from typing import Literal
 
 import jax
@@ -151,42 +152,23 @@ def leaky_relu(x: ArrayLike, slope: ArrayLike = 0.01) -> jax.Array:
 # --- elu ----------------------------------------------------------------------------
 
 
-def _elu_value(x: jax.Array, alpha: jax.Array) -> jax.Array:
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _elu(x: jax.Array, alpha: jax.Array, right: bool) -> jax.Array:
     # The negative branch sees min(x, 0), so expm1 never overflows in the unused branch.
     negative = jnp.where(x > 0, jnp.zeros_like(x), x)
     return jnp.where(x > 0, x, alpha * jnp.expm1(negative))
 
 
-def _elu_tangent(x, alpha, tx, talpha, right: bool) -> jax.Array:
+@_elu.defjvp
+def _elu_jvp(right: bool, primals, tangents):
+    (x, alpha), (tx, talpha) = primals, tangents
     # d/dx = 1 for x > 0, alpha * exp(x) for x < 0; at x == 0 the side decides:
     # right -> 1, left -> alpha * exp(0) = alpha.  d/dalpha = expm1(x) for x <= 0.
     # exp sees min(x, 0) so that nested derivatives never form 0 * inf.
     negative = jnp.where(x > 0, jnp.zeros_like(x), x)
     on_linear_piece = x >= 0 if right else x > 0
     left_tangent = alpha * jnp.exp(negative) * tx + jnp.expm1(negative) * talpha
-    return jnp.where(on_linear_piece, tx, left_tangent)
-
-
-@jax.custom_jvp
-def _elu_right(x: jax.Array, alpha: jax.Array) -> jax.Array:
-    return _elu_value(x, alpha)
-
-
-@_elu_right.defjvp
-def _elu_right_jvp(primals, tangents):
-    (x, alpha), (tx, talpha) = primals, tangents
-    return _elu_right(x, alpha), _elu_tangent(x, alpha, tx, talpha, right=True)
-
-
-@jax.custom_jvp
-def _elu_left(x: jax.Array, alpha: jax.Array) -> jax.Array:
-    return _elu_value(x, alpha)
-
-
-@_elu_left.defjvp
-def _elu_left_jvp(primals, tangents):
-    (x, alpha), (tx, talpha) = primals, tangents
-    return _elu_left(x, alpha), _elu_tangent(x, alpha, tx, talpha, right=False)
+    return _elu(x, alpha, right), jnp.where(on_linear_piece, tx, left_tangent)
 
 
 def elu(
@@ -233,7 +215,7 @@ def elu(
     x = _as_real_float(x, "elu input")
     alpha = _as_real_float(alpha, "elu alpha")
     _check_parameter(alpha, x, "elu alpha")
-    return _elu_right(x, alpha) if side == "right" else _elu_left(x, alpha)
+    return _elu(x, alpha, side == "right")
 
 
 # --- maxout -------------------------------------------------------------------------
