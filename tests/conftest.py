@@ -37,3 +37,11 @@ def x64():
     """Run the test body with 64-bit floats enabled (finite differences need them)."""
     with jax.enable_x64(True):
         yield
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _clear_jax_caches():
+    """Drop each module's compiled programs when it ends: a long-lived process
+    otherwise slows down as its in-memory caches grow."""
+    yield
+    jax.clear_caches()
