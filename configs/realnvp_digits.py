@@ -21,19 +21,24 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
     # Flow: logit(alpha) preprocessing, then Glow scales (squeeze, steps of actnorm ->
-    # 1x1 conv -> affine coupling with a small conv net, factor out half).
+    # 1x1 conv -> affine coupling with a small conv net, factor out half). Many
+    # narrow steps generalise better than a few wide ones on 1237 images.
     config.levels = 2
-    config.steps_per_level = 4
-    config.hidden = 32
-    config.alpha = 0.05
+    config.steps_per_level = 8
+    config.hidden = 24
+    # A tiny alpha sends the edges of [0, 17) to +-infinity (alpha = 0.05 costs
+    # ~0.08 bits/dim: half of the pixels are 0, a sharp edge for a smooth flow).
+    config.alpha = 1e-6
     # Optimisation: AdamW (decoupled weight decay regularises the small data set),
-    # a fresh dequantization draw per batch, early stopping on a validation split.
-    config.steps = 6000
+    # cosine decay, a fresh dequantization draw per batch, an exponential moving
+    # average of the parameters, early stopping of the average on a validation split.
+    config.steps = 3000
     config.batch_size = 64
-    config.learning_rate = 1e-3
-    config.weight_decay = 1e-4
+    config.learning_rate = 2e-3
+    config.weight_decay = 0.1
+    config.average_decay = 0.995
     config.val_size = 200
-    config.eval_every = 200
+    config.eval_every = 250
     config.init_batch = 512  # images for ActNorm's data-dependent initialisation
     # Figures.
     config.num_samples = 24
@@ -42,6 +47,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         config.steps_per_level = 1
         config.hidden = 8
         config.steps = 60
+        config.average_decay = 0.9
         config.eval_every = 30
         config.init_batch = 64
         config.num_samples = 8

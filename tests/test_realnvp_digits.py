@@ -3,7 +3,10 @@
 import json
 import math
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from chainlab import experiment
@@ -12,6 +15,7 @@ from chainlab.experiments.realnvp_digits import (
     dequantize_test,
     nearest_distances,
     split_validation,
+    with_average,
 )
 
 
@@ -54,3 +58,19 @@ def test_nearest_distances_finds_exact_copies():
     distances, index = nearest_distances(queries, refs)
     np.testing.assert_array_equal(index, [4, 17])
     np.testing.assert_allclose(distances, 0.0, atol=1e-6)
+
+
+def test_with_average_tracks_the_exponential_moving_average():
+    decay = 0.9
+    optimizer = with_average(optax.sgd(0.5), decay)
+    params = {"live": jnp.array([1.0, -2.0]), "average": jnp.array([1.0, -2.0])}
+    state = optimizer.init(params)
+    expected = np.array([1.0, -2.0])
+    for step in range(5):
+        grads = {"live": jnp.array([1.0, 2.0]) * (step + 1), "average": jnp.zeros(2)}
+        updates, state = optimizer.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+        expected = decay * expected + (1 - decay) * np.asarray(params["live"])
+    np.testing.assert_allclose(params["live"], [1.0 - 7.5, -2.0 - 15.0], rtol=1e-6)
+    np.testing.assert_allclose(params["average"], expected, rtol=1e-6)
+    assert jax.tree.structure(updates) == jax.tree.structure(params)

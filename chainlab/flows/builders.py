@@ -43,9 +43,12 @@ def realnvp(
     """RealNVP on vectors: affine couplings with alternating masks.
 
     Layer ``k`` keeps the entries where ``mask_k = 1`` and transforms the others,
-    ``y = x * exp(s(x_kept)) + t(x_kept)``; ``mask_k`` flips every layer, so each
-    coordinate is transformed ``num_layers / 2`` times. ``log p(x) = log N(z; 0, I) +
-    sum_k sum(s_k)``. A new flow is the identity (zero-initialised output layers).
+    forward ``y = x * exp(s(x_kept)) + t(x_kept)``, inverse
+    ``x = (y - t(y_kept)) * exp(-s(y_kept))`` (``y_kept = x_kept``), with
+    ``s = a * tanh(r)`` bounded; ``mask_k`` flips every layer, so each coordinate is
+    transformed ``num_layers / 2`` times. ``log p(x) = log N(z; 0, I) + sum_k sum(s_k)``
+    with ``z`` the output of the last layer. A new flow is the identity
+    (zero-initialised output layers).
 
     Args:
       dim: data dimension (>= 2).
