@@ -79,7 +79,11 @@ def _list() -> int:
     names = list_experiments()
     width = max(map(len, names), default=0)
     for name in names:
-        print(f"{name:<{width}}  {describe(name)}")
+        try:
+            description = describe(name)
+        except Exception as error:  # one broken module must not hide the others
+            description = f"(cannot be imported: {type(error).__name__}: {error})"
+        print(f"{name:<{width}}  {description}")
     return 0
 
 
