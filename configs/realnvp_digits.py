@@ -23,7 +23,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     # Flow: logit(alpha) preprocessing, then Glow scales (squeeze, steps of actnorm ->
     # 1x1 conv -> affine coupling with a small conv net, factor out half). Many
     # narrow steps generalise better than a few wide ones on 1237 images.
-    config.levels = 2
+    config.levels = 3
     config.steps_per_level = 8
     config.hidden = 24
     # A tiny alpha sends the edges of [0, 17) to +-infinity (alpha = 0.05 costs
@@ -31,12 +31,14 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.alpha = 1e-6
     # Optimisation: AdamW (decoupled weight decay regularises the small data set),
     # cosine decay, a fresh dequantization draw per batch, an exponential moving
-    # average of the parameters, early stopping of the average on a validation split.
-    config.steps = 3000
+    # average of the parameters, early stopping of the average on a validation split;
+    # then a refit on all training images for the selected number of steps.
+    config.steps = 2500
     config.batch_size = 64
-    config.learning_rate = 2e-3
-    config.weight_decay = 0.1
+    config.learning_rate = 3e-3
+    config.weight_decay = 0.3
     config.average_decay = 0.995
+    config.refit = True
     config.val_size = 200
     config.eval_every = 250
     config.init_batch = 512  # images for ActNorm's data-dependent initialisation

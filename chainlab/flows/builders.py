@@ -81,12 +81,19 @@ def realnvp(
     return transformed(body, (dim,))
 
 
+def _conditioner(height: int, width: int, channels: int, hidden: int):
+    # On a single pixel a k x k convolution with 'SAME' padding only uses its centre.
+    kernel_size = 1 if height == width == 1 else 3
+    return conv_conditioner(channels, hidden, kernel_size=kernel_size)
+
+
 def _glow_step(height: int, width: int, channels: int, hidden: int) -> Bijection:
     return chain(
         actnorm(channels),
         invertible_linear(channels),
         affine_coupling(
-            channel_mask(height, width, channels), conv_conditioner(channels, hidden)
+            channel_mask(height, width, channels),
+            _conditioner(height, width, channels, hidden),
         ),
     )
 
@@ -100,7 +107,7 @@ def _glow_scale(shape, levels: int, steps: int, hidden: int) -> Bijection:
         # Glow's learned prior for the factored-out half, as a coupling that moves
         # and scales the first half of the channels given the second.
         split_prior = affine_coupling(
-            channel_mask(h, w, c, flip=True), conv_conditioner(c, hidden)
+            channel_mask(h, w, c, flip=True), _conditioner(h, w, c, hidden)
         )
         inner = _glow_scale((h, w, c // 2), levels - 1, steps, hidden)
         parts += [split_prior, factor_out(inner)]
@@ -120,7 +127,8 @@ def glow(
 
     Each of the ``levels`` scales squeezes (``(h, w, c) -> (h/2, w/2, 4c)``), applies
     ``steps`` Glow steps ``actnorm -> invertible_linear -> affine_coupling`` (channel
-    mask, convolutional conditioner with ``hidden`` channels), and, except at the last
+    mask, convolutional conditioner with ``hidden`` channels; 3x3 kernels, 1x1 once the
+    image is a single pixel), and, except at the last
     scale, factors out half of its channels as latent. Before each split, one more
     coupling transforms the half that leaves given the half that stays: Glow's learned
     conditional prior ``z_out ~ N(mu(z_stay), sigma(z_stay)^2)`` written as a
