@@ -10,7 +10,11 @@ NLL in nats per point on the raw coordinates, at most 3000 steps of batch 256): 
 NLL below FlowJAX's affine ``coupling_flow`` with the same architecture and budget
 (0.38 nats, issue 4; ``benchmarks/flows_vs_flowjax.py`` measures both side by side),
 with a faster training step. The generating density itself scores 0.32 nats on the
-test points (the floor), a Gaussian fit about 2.0.
+test points (the floor), a Gaussian fit about 2.0. Measured (seed 0, 2-core shared
+machine): 0.363 nats (0.357 at the last step), 2.1 ms per step. The benchmark (5
+seeds, final parameters) puts this recipe at 0.352 +- 0.011 against FlowJAX's
+0.363 +- 0.012 with Adam 1e-3; given the same recipe FlowJAX's flow reaches
+0.341 +- 0.006, so the gain comes from the optimizer, not the flow.
 """
 
 import ml_collections
@@ -44,6 +48,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.grid_points = 200
     config.num_samples = 2000
     config.timing_repeats = 50
+    config.floor_angles = 4000  # grid over the moons' angle for the generating density
     if variant == "quick":
         config.num_layers = 2
         config.hidden = (16,)
@@ -54,4 +59,5 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         config.grid_points = 40
         config.num_samples = 200
         config.timing_repeats = 5
+        config.floor_angles = 500
     return config
