@@ -49,7 +49,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.num_samples = 2000
     config.timing_repeats = 50
     config.floor_angles = 4000  # grid over the moons' angle for the generating density
+    config.judge_training_goals = True  # the quick run trains 3% of the budget
     if variant == "quick":
+        config.judge_training_goals = False
         config.num_layers = 2
         config.hidden = (16,)
         config.steps = 100

@@ -25,6 +25,8 @@ def test_quick_variant_end_to_end(tmp_path):
     # and no model beats the generating density (0.32).
     assert saved["generating_density_nll"] < saved["test_nll"] < 1.9
     assert saved["train_step_ms"] > 0
+    # 100 steps cannot reach the paper-scale goal: the quick report shows it as info.
+    assert "FAIL" not in (tmp_path / "run" / "report.md").read_text()
     for name in ("samples", "density", "latent", "gradient_pathways", "training"):
         assert (tmp_path / "run" / f"{name}.png").stat().st_size > 0
     records = [
