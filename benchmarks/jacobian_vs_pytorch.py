@@ -185,7 +185,9 @@ def _agreement(torch, params, batch, exact_grad) -> float:
     x, y = (torch.from_numpy(a) for a in batch)
     loss = _torch_loss(torch, model, x, y.long(), "exact")
     loss.backward()
-    value, grads = exact_grad(params, batch, jax.random.key(0))
+    # GPUs multiply float32 matrices in TF32 by default (about 1e-3 relative).
+    with jax.default_matmul_precision("highest"):
+        value, grads = exact_grad(params, batch, jax.random.key(0))
     errors = [abs(float(value) - loss.item()) / abs(loss.item())]
     linears = [m for m in model if isinstance(m, torch.nn.Linear)]
     dense = grads["params"]

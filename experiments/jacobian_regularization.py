@@ -328,7 +328,10 @@ def _closed_form_check(config, x_test) -> dict:
                 return jax.tree.map(lambda g: jnp.mean(g, axis=0), grads)
 
             autodiff, closed = jax.jit(autodiff), jax.jit(closed)
-            a, c = autodiff(params), closed(params)
+            # GPUs multiply float32 matrices in TF32 by default (~1e-3 relative);
+            # the comparison is of the maths, so both run at full precision.
+            with jax.default_matmul_precision("highest"):
+                a, c = autodiff(params), closed(params)
             errors = {
                 name: float(
                     jnp.linalg.norm(getattr(c, name) - getattr(a, name))
