@@ -10,9 +10,9 @@ dequantized y = x + u, bits/dim = NLL(y) / (64 ln 2), one test draw of u from
 ``np.random.default_rng(1)``): at most 2.0 bits/dim on the test images (issue 4; a
 uniform model scores log2(17) = 4.087, FlowJAX's affine coupling flow about 2.2 at best
 before it overfits), with samples that are not copies of training images. Measured
-(2-core shared machine, ~4 min): 1.968 bits/dim for seeds 0 and 1 (early-stopped
-averaged parameters before the refit: 1.989 / 1.984; without averaging: 2.009 /
-2.017).
+(2-core machine, 4-6 min): 1.968 / 1.968 / 1.960 bits/dim for seeds 0 / 1 / 2
+(early-stopped averaged parameters before the refit: 1.989 / 1.984 / 1.974; without
+averaging: 2.009 / 2.017 / 1.997).
 """
 
 import ml_collections
