@@ -23,12 +23,13 @@ weights, same batch): they must agree to 1e-4.
 Goals: chainlab's projection step <= 0.45x PyTorch's projection step and <= 3x
 chainlab's own plain step; chainlab's exact step <= 0.35x PyTorch's exact step.
 
-Timing: the median of ``--repeats`` calls, compilation and warm-up excluded, one
-block per step, in ``--rounds`` rounds (every JAX step, then every torch step, ...),
-so the rounds show how much the load of a shared machine moved the numbers: report
-every round. PyTorch runs with its default thread count (as the reference code does)
-and with one thread (often faster for such small matrices on a loaded machine); ratios
-are printed against both, and the faster PyTorch setting gives the stricter test.
+Timing: the median of ``--repeats`` calls, compilation and warm-up excluded; within
+a round the six steps take turns in blocks of 25 calls, so chainlab and PyTorch are
+sampled over the same stretch of a shared machine's drifting speed. ``--rounds``
+rounds show how much the numbers still move: report every round. PyTorch runs with
+its default thread count (as the reference code does) and with one thread (often
+faster for such small matrices on a loaded machine); ratios are printed against both,
+and the faster PyTorch setting gives the stricter test.
 Process CPU time per step (all threads) is printed too, as it moves less with the load.
 
 XLA's CPU matrix products at these shapes run at about half the speed of PyTorch's
@@ -214,25 +215,32 @@ def _agreement(torch, params, batch, exact_grad) -> float:
     return max(errors)
 
 
-def _time_blocks(calls: dict, repeats: int) -> dict:
+def _time_blocks(calls: dict, repeats: int, block: int = 25) -> dict:
     """Median wall ms and median process-CPU ms per call, for every call in ``calls``.
 
-    Each call is timed in its own block of ``repeats`` calls after five warm-up calls
-    (alternating call by call would make JAX's and torch's thread pools and caches
-    evict each other, which measures the switching, not the step).
+    The calls take turns in blocks of ``block`` calls until each has ``repeats``
+    timings, so every step is sampled across the same stretch of the machine's load
+    (a shared machine's speed drifts over seconds). The first call of each block is not
+    timed: alternating call by call would make JAX's and torch's thread pools and
+    caches evict each other, which measures the switching, not the step.
     """
-    timed = {}
-    for name, fn in calls.items():
+    walls = {name: [] for name in calls}
+    cpus = {name: [] for name in calls}
+    for fn in calls.values():
         for _ in range(5):
             fn()
-        walls, cpus = [], []
-        for _ in range(repeats):
-            cpu_start, start = time.process_time(), time.perf_counter()
+    while any(len(times) < repeats for times in walls.values()):
+        for name, fn in calls.items():
             fn()
-            walls.append(time.perf_counter() - start)
-            cpus.append(time.process_time() - cpu_start)
-        timed[name] = (float(np.median(walls) * 1e3), float(np.median(cpus) * 1e3))
-    return timed
+            for _ in range(min(block, repeats - len(walls[name]))):
+                cpu_start, start = time.process_time(), time.perf_counter()
+                fn()
+                walls[name].append(time.perf_counter() - start)
+                cpus[name].append(time.process_time() - cpu_start)
+    return {
+        name: (float(np.median(walls[name]) * 1e3), float(np.median(cpus[name]) * 1e3))
+        for name in calls
+    }
 
 
 def main() -> int:
