@@ -1,7 +1,7 @@
 """Small Flax networks shared by the experiments.
 
-They are ``flax.linen`` modules, so ``model.apply(params, x)`` is a pure function of the
-parameters, ready for ``jax.grad``, ``jax.jacfwd`` and friends.
+``MLP`` and ``ConvNet`` are ``flax.linen`` modules, so ``model.apply(params, x)`` is a
+pure function of the parameters, ready for ``jax.grad``, ``jax.jacfwd`` and friends.
 """
 
 from collections.abc import Callable, Sequence
@@ -25,3 +25,37 @@ class MLP(nn.Module):
         for width in self.features[:-1]:
             x = self.activation(nn.Dense(width)(x))
         return nn.Dense(self.features[-1])(x)
+
+
+class ConvNet(nn.Module):
+    """Small convolutional network on flattened images ``(..., h * w * c) -> logits``.
+
+    The input is reshaped to ``image_shape``, then passes ``conv 3x3 -> act`` layers
+    (the first keeps the size, each later one halves it with stride 2) and a ``Dense``
+    layer on the flattened features. Taking flat vectors keeps the same interface as
+    :class:`MLP`, so Jacobians ``d logits / d x`` have the same shape for both.
+
+    Example: ``ConvNet((16, 32), 10)`` maps ``(..., 64)`` digits to 10 logits.
+    """
+
+    features: Sequence[int]
+    num_outputs: int
+    image_shape: tuple[int, int, int] = (8, 8, 1)
+    activation: Callable[[jax.Array], jax.Array] = jnp.tanh
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        size = self.image_shape[0] * self.image_shape[1] * self.image_shape[2]
+        if x.shape[-1] != size:
+            raise ValueError(
+                f"ConvNet expects flat images of {size} = "
+                f"{'x'.join(map(str, self.image_shape))} values on the last axis, "
+                f"got shape {x.shape}"
+            )
+        batch = x.shape[:-1]
+        h = x.reshape(-1, *self.image_shape)
+        for i, width in enumerate(self.features):
+            stride = 1 if i == 0 else 2
+            h = self.activation(nn.Conv(width, (3, 3), strides=stride)(h))
+        logits = nn.Dense(self.num_outputs)(h.reshape(h.shape[0], -1))
+        return logits.reshape(*batch, self.num_outputs)

@@ -3,6 +3,7 @@
 Run:
   chainlab run jacobian_regularization                  # paper scale, ~5 min on CPU
   chainlab run jacobian_regularization --variant quick  # smoke test, ~10 s
+  chainlab run jacobian_regularization --set architecture=cnn  # a small CNN instead
 
 What it should reach (paper scale, 3 seeds): the 64-128-128-10 tanh MLP trained
 without a regulariser reaches ~99.3% test accuracy with a mean input-output Jacobian
@@ -26,7 +27,11 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     # Training runs per mode use seeds seed, seed + 1, ...; figures are seed means.
     config.num_seeds = 3
     # MLP 64 -> hidden -> 10 with tanh; inputs are pixels / 16 (DESIGN.md protocol).
+    # "mlp": Dense layers of widths `hidden`; "cnn": 3x3 convolutions of widths
+    # `conv_features` (the second and later with stride 2), then one Dense layer.
+    config.architecture = "mlp"
     config.hidden = (128, 128)
+    config.conv_features = (16, 32)
     config.steps = 3000
     config.batch_size = 64
     config.learning_rate = 1e-3

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from chainlab import experiment
+from chainlab.errors import ExperimentFailed
 
 MODES = ("none", "exact", "projection")
 # Exact and projection penalties train the same model up to the estimator's noise:
@@ -50,3 +51,30 @@ def test_quick_variant_end_to_end(tmp_path):
     for figure in ("robustness.png", "estimator_variance.png"):
         assert (tmp_path / "run" / figure).stat().st_size > 0
     assert (tmp_path / "run" / "metrics.jsonl").read_text().count("\n") > 0
+
+
+@pytest.mark.slow
+def test_quick_variant_with_a_cnn(tmp_path):
+    results = experiment.run(
+        "jacobian_regularization",
+        variant="quick",
+        overrides={"architecture": "cnn", "variance_projections": (1,)},
+        workdir=tmp_path / "run",
+    )
+    for mode in MODES:
+        assert 0.5 < results[mode]["test_accuracy"] <= 1.0
+    none, exact, proj = (results[m]["jacobian_frobenius"] for m in MODES)
+    assert proj < none and exact < none
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "FAIL" not in report
+    assert "tanh CNN (3x3 convolutions of 16, 32 channels" in report
+
+
+def test_unknown_architecture_is_refused(tmp_path):
+    with pytest.raises(ExperimentFailed, match="architecture must be 'mlp' or 'cnn'"):
+        experiment.run(
+            "jacobian_regularization",
+            variant="quick",
+            overrides={"architecture": "resnet"},
+            workdir=tmp_path / "run",
+        )
