@@ -53,6 +53,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.variance_projections = (1, 2, 4, 8, 16, 32, 64)
     config.variance_keys = 2000
     config.variance_examples = 8
+    config.variance_chunk = 250  # keys evaluated at once (memory: chunk * n_proj)
     # Closed-form penalty gradient of a one-hidden-layer tanh network vs autodiff.
     config.closed_form_hidden = 32
     config.closed_form_examples = 64

@@ -258,8 +258,14 @@ def _estimator_study(config, model, params, x_test) -> dict:
                         num_projections=n,
                     )
 
-                # (examples, keys)
-                return jax.vmap(lambda x: jax.vmap(lambda k: one(x, k))(keys))(xs)
+                # (examples, keys), in chunks of keys: all probes of all keys at
+                # once would hold keys * n copies of every activation in memory.
+                return jax.lax.map(
+                    lambda x: jax.lax.map(
+                        lambda k: one(x, k), keys, batch_size=config.variance_chunk
+                    ),
+                    xs,
+                )
 
             samples = draws(xs)
             mean, var = jnp.mean(samples, axis=1), jnp.var(samples, axis=1)
