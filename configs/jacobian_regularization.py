@@ -3,7 +3,12 @@
 Run:
   chainlab run jacobian_regularization                  # paper scale, ~5 min on CPU
   chainlab run jacobian_regularization --variant quick  # smoke test, ~10 s
-  chainlab run jacobian_regularization --set architecture=cnn  # a small CNN instead
+  chainlab run jacobian_regularization --set architecture=cnn  # a small CNN, ~25 min
+
+With the CNN (3 seeds, no sweep: 12 min) the projection penalty cuts ||J||_F from 53.1
+to 4.6 (11.6x) for 0.56 points of accuracy; noise sigma 0.3 accuracy 0.82 -> 0.92, PGD
+epsilon 0.1 0.41 -> 0.84. Its exact penalty costs ten VJPs through the convolutions and
+their reverse pass: a step takes 49 ms against 4.2 ms with one projection.
 
 What it should reach (paper scale, 3 seeds): the 64-128-128-10 tanh MLP trained
 without a regulariser reaches ~99.3% test accuracy with a mean input-output Jacobian
