@@ -65,10 +65,9 @@ def _batches(n: int, seed: int, steps: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     per_epoch = n // BATCH
     epochs = -(-steps // per_epoch)
-    rows = [rng.permutation(n)[: per_epoch * BATCH].reshape(per_epoch, BATCH)]
-    rows += [
+    rows = [
         rng.permutation(n)[: per_epoch * BATCH].reshape(per_epoch, BATCH)
-        for _ in range(epochs - 1)
+        for _ in range(epochs)
     ]
     return np.concatenate(rows)[:steps]
 

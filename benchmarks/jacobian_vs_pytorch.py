@@ -255,12 +255,12 @@ def main() -> int:
         help="an XLA compile option for chainlab's jitted steps (repeatable)",
     )
     args = parser.parse_args()
-
-    batch = _batch()
-    params = MLP((*HIDDEN, NUM_CLASSES)).init(jax.random.key(0), batch[0][:1])
     if any("=" not in option for option in args.xla_option):
         parser.error("--xla-option takes NAME=VALUE")
     options = dict(option.split("=", 1) for option in args.xla_option)
+
+    batch = _batch()
+    params = MLP((*HIDDEN, NUM_CLASSES)).init(jax.random.key(0), batch[0][:1])
     jax_steps, opt_state, exact_grad = _jax_steps(params, options)
     jax_batch = tuple(jnp.asarray(a) for a in batch)
     key = jax.random.key(1)

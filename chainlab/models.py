@@ -4,6 +4,7 @@
 pure function of the parameters, ready for ``jax.grad``, ``jax.jacfwd`` and friends.
 """
 
+import math
 from collections.abc import Callable, Sequence
 
 import flax.linen as nn
@@ -30,10 +31,15 @@ class MLP(nn.Module):
 class ConvNet(nn.Module):
     """Small convolutional network on flattened images ``(..., h * w * c) -> logits``.
 
-    The input is reshaped to ``image_shape``, then passes ``conv 3x3 -> act`` layers
-    (the first keeps the size, each later one halves it with stride 2) and a ``Dense``
-    layer on the flattened features. Taking flat vectors keeps the same interface as
-    :class:`MLP`, so Jacobians ``d logits / d x`` have the same shape for both.
+    The input ``(..., h * w * c)`` is reshaped to ``(n, *image_shape)``, then passes
+    ``conv 3x3 -> act`` layers, ``features[i]`` channels each ('SAME' padding; the first
+    keeps the size, each later one halves it with stride 2), and a ``Dense`` layer on
+    the flattened features; the output is ``(..., num_outputs)``. Examples never mix,
+    so the Jacobian of one example's logits is zero for every other example. Taking
+    flat vectors keeps the interface of :class:`MLP`, so Jacobians ``d logits / d x``
+    have the same shape for both.
+
+    Raises ``ValueError`` when the last axis of ``x`` is not ``h * w * c``.
 
     Example: ``ConvNet((16, 32), 10)`` maps ``(..., 64)`` digits to 10 logits.
     """
@@ -45,7 +51,7 @@ class ConvNet(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        size = self.image_shape[0] * self.image_shape[1] * self.image_shape[2]
+        size = math.prod(self.image_shape)
         if x.shape[-1] != size:
             raise ValueError(
                 f"ConvNet expects flat images of {size} = "

@@ -31,7 +31,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.seed = 0
     # Training runs per mode use seeds seed, seed + 1, ...; figures are seed means.
     config.num_seeds = 3
-    # MLP 64 -> hidden -> 10 with tanh; inputs are pixels / 16 (DESIGN.md protocol).
+    # Inputs are pixels / 16 (DESIGN.md protocol), outputs 10 logits, tanh throughout.
     # "mlp": Dense layers of widths `hidden`; "cnn": 3x3 convolutions of widths
     # `conv_features` (the second and later with stride 2), then one Dense layer.
     config.architecture = "mlp"

@@ -460,29 +460,26 @@ def _table(header: list[str], rows: list[list]) -> str:
 
 
 def _model(config):
-    if config.architecture == "mlp":
-        return MLP((*config.hidden, NUM_CLASSES))
-    if config.architecture == "cnn":
-        return ConvNet(tuple(config.conv_features), NUM_CLASSES)
-    raise ValueError(
-        f"architecture must be 'mlp' or 'cnn', got {config.architecture!r}"
-    )
-
-
-def _describe(config) -> str:
+    """The network ``config.architecture`` names, and its description."""
     if config.architecture == "mlp":
         widths = "-".join(map(str, (64, *config.hidden, NUM_CLASSES)))
-        return f"a {widths} tanh MLP"
-    convs = ", ".join(map(str, config.conv_features))
-    return (
-        f"a tanh CNN (3x3 convolutions of {convs} channels, then Dense {NUM_CLASSES})"
+        return MLP((*config.hidden, NUM_CLASSES)), f"a {widths} tanh MLP"
+    if config.architecture == "cnn":
+        convs = ", ".join(map(str, config.conv_features))
+        return (
+            ConvNet(tuple(config.conv_features), NUM_CLASSES),
+            f"a tanh CNN (3x3 convolutions of {convs} channels, then Dense "
+            f"{NUM_CLASSES})",
+        )
+    raise ValueError(
+        f"architecture must be 'mlp' or 'cnn', got {config.architecture!r}"
     )
 
 
 def run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
     if config.num_seeds < 1:
         raise ValueError(f"num_seeds must be >= 1, got {config.num_seeds}")
-    model = _model(config)
+    model, description = _model(config)
     split = digits()
     x_train, x_test = split.x_train / 16.0, split.x_test / 16.0
     data = (x_train, split.y_train)
@@ -619,7 +616,7 @@ def run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
             "reported as info and judged in the paper-scale variant."
         )
     workdir.note(
-        f"Model: {_describe(config)}. "
+        f"Model: {description}. "
         f"Strength {config.strength} on ||J||_F^2 (Hoffman et al.'s lambda_JR = "
         f"{2 * config.strength:g} on ||J||_F^2 / 2), {config.steps} Adam steps of "
         f"batch {config.batch_size}, {n_seeds}. J is the Jacobian of the 10 logits "

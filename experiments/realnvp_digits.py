@@ -81,7 +81,9 @@ def with_average(
     After each step, ``average <- decay * average + (1 - decay) * live`` (Polyak
     averaging with an exponential window of about ``1 / (1 - decay)`` steps). Carried
     in the parameters, the average reaches ``fit``'s ``eval_fn``, so early stopping can
-    select it; the loss must read ``params["live"]`` only.
+    select it; the loss must read ``params["live"]`` only. ``params`` is
+    ``{"live": tree, "average": tree}`` with two trees of the same structure; the
+    updates have the structure of ``params``.
     """
 
     def init(params):
