@@ -24,7 +24,7 @@ Goals: chainlab's projection step <= 0.45x PyTorch's projection step and <= 3x
 chainlab's own plain step; chainlab's exact step <= 0.35x PyTorch's exact step.
 
 Timing: the median of ``--repeats`` calls, compilation and warm-up excluded; within
-a round the six steps take turns in blocks of 25 calls, so chainlab and PyTorch are
+a round the steps take turns in blocks of 25 calls, so chainlab and PyTorch are
 sampled over the same stretch of a shared machine's drifting speed. ``--rounds``
 rounds show how much the numbers still move: report every round. PyTorch runs with
 its default thread count (as the reference code does) and with one thread (often
@@ -32,11 +32,11 @@ faster for such small matrices on a loaded machine); ratios are printed against 
 and the faster PyTorch setting gives the stricter test.
 Process CPU time per step (all threads) is printed too, as it moves less with the load.
 
-XLA's CPU matrix products at these shapes run at about half the speed of PyTorch's
-(MKL) on this machine, and part of that comes from XLA's YNNPACK fusions: with
-``--xla-option xla_cpu_experimental_ynn_fusion_type=`` (jaxlib 0.10; an option of the
-step's ``jax.jit``, not a global flag) the exact step is about 20% faster. The option
-slows other workloads (RealNVP's step by about 9%), so chainlab does not set it for you.
+chainlab's steps compile as the ``jacobian_regularization`` experiment's do: with
+``chainlab.compilation.eigen_matmul_options()``, which on the CPU keeps the matrix
+products out of XLA's YNNPACK fusions (about 20% off the exact step). A reference row
+times the exact step as a plain ``jax.jit`` compiles it (XLA's defaults), reported for
+information. ``--xla-option NAME=VALUE`` (repeatable) replaces the options.
 
 Install (PyTorch lives in its own venv, never in chainlab's)::
 
@@ -61,6 +61,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from chainlab.compilation import eigen_matmul_options
 from chainlab.data import digits
 from chainlab.models import MLP
 from chainlab.regularizers import jacobian_penalty
@@ -76,6 +77,7 @@ PROJECTION_VS_TORCH = 0.45
 PROJECTION_VS_PLAIN = 3.0
 EXACT_VS_TORCH = 0.35
 MODES = ("plain", "projection", "exact")
+DEFAULTS = "exact, XLA defaults"
 
 
 def _batch():
@@ -257,11 +259,16 @@ def main() -> int:
     args = parser.parse_args()
     if any("=" not in option for option in args.xla_option):
         parser.error("--xla-option takes NAME=VALUE")
+    # The steps compile as the experiment's do, unless options are given.
     options = dict(option.split("=", 1) for option in args.xla_option)
+    if not args.xla_option:
+        options = eigen_matmul_options()
 
     batch = _batch()
     params = MLP((*HIDDEN, NUM_CLASSES)).init(jax.random.key(0), batch[0][:1])
     jax_steps, opt_state, exact_grad = _jax_steps(params, options)
+    if options:  # for reference: the exact step as a plain jax.jit compiles it
+        jax_steps[DEFAULTS] = _jax_steps(params, {})[0]["exact"]
     jax_batch = tuple(jnp.asarray(a) for a in batch)
     key = jax.random.key(1)
 
@@ -306,7 +313,7 @@ def main() -> int:
     ratios = {"chainlab projection / plain": []}  # label -> one ratio per round
     for round_ in range(1, args.rounds + 1):
         for threads in thread_counts:
-            calls = {("chainlab", m): jax_call(jax_steps[m]) for m in MODES}
+            calls = {("chainlab", m): jax_call(step) for m, step in jax_steps.items()}
             if threads is not None:
                 torch.set_num_threads(threads)
                 for mode in MODES:
@@ -341,6 +348,16 @@ def main() -> int:
                     f"  chainlab {mode} / PyTorch {mode} = {ratio:.3f} "
                     f"(target <= {target:g})"
                 )
+            if DEFAULTS in jax_steps:
+                wall = timed["chainlab", DEFAULTS][0]
+                ratio = wall / timed["PyTorch", "exact"][0]
+                ratios.setdefault(f"{DEFAULTS} vs PyTorch {threads} thr", []).append(
+                    ratio
+                )
+                print(
+                    f"  for reference, {DEFAULTS}: chainlab {wall:7.3f}, "
+                    f"ratio to PyTorch exact {ratio:.3f}"
+                )
         if torch is not None:
             torch.set_num_threads(default_threads)
 
@@ -354,9 +371,11 @@ def main() -> int:
             else EXACT_VS_TORCH
         )
         verdict = "pass" if max(values) <= target else "FAIL"
+        if label.startswith(DEFAULTS):
+            verdict = "info"
         shown = ", ".join(f"{v:.3f}" for v in values)
         print(
-            f"  {label:<28} {shown}  median {np.median(values):.3f} "
+            f"  {label:<36} {shown}  median {np.median(values):.3f} "
             f"(target <= {target:g}) {verdict}"
         )
     return status

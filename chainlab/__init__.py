@@ -3,7 +3,8 @@
 Library modules (import them directly): ``chainlab.activations``,
 ``chainlab.normalization``, ``chainlab.attention``, ``chainlab.losses``,
 ``chainlab.flows``, ``chainlab.regularizers``, ``chainlab.attribution``,
-``chainlab.science``, ``chainlab.gradcheck``. Experiments run through
+``chainlab.science``, ``chainlab.gradcheck``; training helpers in ``chainlab.models``,
+``chainlab.training`` and ``chainlab.compilation``. Experiments run through
 :func:`chainlab.run` or the ``chainlab`` command line.
 """
 

@@ -24,6 +24,7 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from chainlab.compilation import compiles_with
 from chainlab.errors import ChainlabError
 from chainlab.progress import progress
 from chainlab.workdir import Workdir
@@ -119,7 +120,14 @@ def _batch_indices(step: int, n: int, batch_size: int, seed: int) -> np.ndarray:
     return order[slot * batch_size : (slot + 1) * batch_size].astype(np.int32)
 
 
-def _make_step(loss_fn: LossFn, optimizer, has_aux: bool, batch_sharding, seed: int):
+def _make_step(
+    loss_fn: LossFn,
+    optimizer,
+    has_aux: bool,
+    batch_sharding,
+    seed: int,
+    compiler_options: dict[str, str] | None,
+):
     base_key = jax.random.key(seed)
 
     def step_fn(params, opt_state, data, indices, step):
@@ -133,7 +141,7 @@ def _make_step(loss_fn: LossFn, optimizer, has_aux: bool, batch_sharding, seed: 
         params = optax.apply_updates(params, updates)
         return params, opt_state, {"loss": loss, **aux}
 
-    return jax.jit(step_fn)
+    return jax.jit(step_fn, compiler_options=compiler_options)
 
 
 class _Checkpoints:
@@ -191,6 +199,7 @@ def fit(
     checkpoint_every: int = 0,
     workdir: Workdir | None = None,
     name: str = "train",
+    compiler_options: dict[str, str] | None = None,
 ) -> FitResult:
     """Train ``params`` to minimise ``loss_fn`` over mini-batches of ``data``.
 
@@ -213,6 +222,8 @@ def fit(
       workdir: where metrics and checkpoints go; ``workdir.resume`` continues from the
         latest checkpoint of this ``name``.
       name: tells apart several ``fit`` calls of one experiment.
+      compiler_options: XLA options for the jitted step (``jax.jit``'s
+        ``compiler_options``), e.g. :func:`chainlab.compilation.eigen_matmul_options`.
 
     Raises:
       TrainingDiverged: the loss became non-finite; the last good checkpoint is kept.
@@ -232,13 +243,20 @@ def fit(
         raise ValueError("select_best needs eval_fn and eval_every > 0")
     if checkpoint_every and workdir is None:
         raise ValueError("checkpoint_every needs a workdir to write checkpoints into")
+    if compiler_options and not compiles_with(compiler_options):
+        raise ValueError(
+            f"compiler_options {compiler_options} are not accepted by this jaxlib's "
+            f"{jax.default_backend()} compiler (see chainlab.compilation)"
+        )
 
     replicated = NamedSharding(mesh, P())
     batch_sharding = NamedSharding(mesh, P("data"))
     data = jax.device_put(jax.tree.map(jnp.asarray, data), replicated)
     params = jax.device_put(params, replicated)
     opt_state = jax.device_put(optimizer.init(params), replicated)
-    step_fn = _make_step(loss_fn, optimizer, has_aux, batch_sharding, seed)
+    step_fn = _make_step(
+        loss_fn, optimizer, has_aux, batch_sharding, seed, compiler_options
+    )
 
     best = {"params": params, "step": 0, "value": math.inf}
     start, history = 0, []

@@ -28,6 +28,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from chainlab.compilation import eigen_matmul_options
 from chainlab.data import digits
 from chainlab.experiment import Workdir
 from chainlab.models import MLP, ConvNet
@@ -100,6 +101,11 @@ def _loss_fn(model, mode: str, strength: float, num_projections: int):
     return plain if mode == "none" else penalised
 
 
+def _compiler_options(config) -> dict[str, str]:
+    """XLA options of every training step (``config.eigen_matmuls``)."""
+    return eigen_matmul_options() if config.eigen_matmuls else {}
+
+
 def _train(config, model, data, mode, strength, seed, workdir, name):
     x_train, y_train = data
     params = model.init(jax.random.key(seed), x_train[:1])
@@ -114,6 +120,7 @@ def _train(config, model, data, mode, strength, seed, workdir, name):
         log_every=max(1, min(100, config.steps // 4)),
         workdir=workdir,
         name=name,
+        compiler_options=_compiler_options(config),
     )
     return result.params
 
@@ -209,7 +216,7 @@ def _step_times(config, model, data) -> dict:
             updates, opt_state = optimizer.update(grads, opt_state, params)
             return optax.apply_updates(params, updates), opt_state, loss
 
-        steps[mode] = jax.jit(step)
+        steps[mode] = jax.jit(step, compiler_options=_compiler_options(config))
     args = (params, opt_state, (x, y), jax.random.key(0))
     rounds = {mode: [] for mode in MODES}
     for _ in range(2):
@@ -508,6 +515,7 @@ def run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
         ]
 
     times = _step_times(config, model, data)
+    results["compiler_options"] = _compiler_options(config)
     for mode in MODES:
         results[mode]["step_ms"] = min(times[mode])
         results[mode]["step_ms_rounds"] = times[mode]
@@ -624,7 +632,8 @@ def run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
         "clipping; attacked images are clipped to [0, 1]. Step times are the lower "
         "of two interleaved median timings on a machine shared with other jobs "
         "(see benchmarks/jacobian_vs_pytorch.py for the comparison with PyTorch's "
-        "double backprop)."
+        "double backprop). XLA compile options of the training steps: "
+        f"{results['compiler_options'] or 'none (defaults)'}."
     )
     header = [
         "mode",

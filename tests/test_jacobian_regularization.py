@@ -5,6 +5,7 @@ import json
 import pytest
 
 from chainlab import experiment
+from chainlab.compilation import eigen_matmul_options
 from chainlab.errors import ExperimentFailed
 
 MODES = ("none", "exact", "projection")
@@ -20,6 +21,7 @@ def test_quick_variant_end_to_end(tmp_path):
     )
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved == results
+    assert saved["compiler_options"] == eigen_matmul_options()
     for mode in MODES:
         metrics = saved[mode]
         assert 0.8 < metrics["test_accuracy"] <= 1.0
@@ -58,9 +60,14 @@ def test_quick_variant_with_a_cnn(tmp_path):
     results = experiment.run(
         "jacobian_regularization",
         variant="quick",
-        overrides={"architecture": "cnn", "variance_projections": (1,)},
+        overrides={
+            "architecture": "cnn",
+            "variance_projections": (1,),
+            "eigen_matmuls": False,
+        },
         workdir=tmp_path / "run",
     )
+    assert results["compiler_options"] == {}
     for mode in MODES:
         assert 0.5 < results[mode]["test_accuracy"] <= 1.0
     none, exact, proj = (results[m]["jacobian_frobenius"] for m in MODES)
@@ -68,6 +75,7 @@ def test_quick_variant_with_a_cnn(tmp_path):
     report = (tmp_path / "run" / "report.md").read_text()
     assert "FAIL" not in report
     assert "tanh CNN (3x3 convolutions of 16, 32 channels" in report
+    assert "XLA compile options of the training steps: none (defaults)" in report
 
 
 def test_unknown_architecture_is_refused(tmp_path):

@@ -11,6 +11,7 @@ import numpy as np
 import optax
 import pytest
 
+from chainlab.compilation import eigen_matmul_options
 from chainlab.training import fit, median_step_ms
 
 # Summation order differs when the batch is split over devices: float32 round-off.
@@ -116,6 +117,7 @@ def test_select_best_keeps_the_best_evaluation():
         ({"batch_size": 65}, "batch_size must be in 1..64"),
         ({"select_best": "val"}, "select_best needs eval_fn"),
         ({"checkpoint_every": 2}, "checkpoint_every needs a workdir"),
+        ({"compiler_options": {"xla_no_such_option": "1"}}, "are not accepted"),
     ],
 )
 def test_fit_refuses_bad_arguments(kwargs, message):
@@ -123,6 +125,25 @@ def test_fit_refuses_bad_arguments(kwargs, message):
     arguments = {"steps": 2, "batch_size": 8, **kwargs}
     with pytest.raises(ValueError, match=message):
         fit(loss_fn, jnp.zeros(2), optax.sgd(0.1), data, **arguments)
+
+
+def test_fit_with_eigen_matmuls_follows_the_default_loss_curve():
+    loss_fn, data = _problem()
+    curves = [
+        fit(
+            loss_fn,
+            jnp.zeros(2),
+            optax.sgd(0.05),
+            data,
+            steps=6,
+            batch_size=8,
+            log_every=1,
+            compiler_options=options,
+        ).history
+        for options in ({}, eigen_matmul_options())
+    ]
+    losses = [[record["loss"] for record in curve] for curve in curves]
+    np.testing.assert_allclose(losses[1], losses[0], rtol=DATA_PARALLEL_RTOL)
 
 
 def test_fit_refuses_ragged_data():
