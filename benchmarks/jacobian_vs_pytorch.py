@@ -54,7 +54,6 @@ Exit status 1 when the two implementations disagree.
 """
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
@@ -65,6 +64,7 @@ from chainlab.compilation import eigen_matmul_options
 from chainlab.data import digits
 from chainlab.models import MLP
 from chainlab.regularizers import jacobian_penalty
+from chainlab.training import interleaved_median_ms
 
 BATCH = 64
 HIDDEN = (128, 128)
@@ -217,34 +217,6 @@ def _agreement(torch, params, batch, exact_grad) -> float:
     return max(errors)
 
 
-def _time_blocks(calls: dict, repeats: int, block: int = 25) -> dict:
-    """Median wall ms and median process-CPU ms per call, for every call in ``calls``.
-
-    The calls take turns in blocks of ``block`` calls until each has ``repeats``
-    timings, so every step is sampled across the same stretch of the machine's load
-    (a shared machine's speed drifts over seconds). The first call of each block is not
-    timed: alternating call by call would make JAX's and torch's thread pools and
-    caches evict each other, which measures the switching, not the step.
-    """
-    walls = {name: [] for name in calls}
-    cpus = {name: [] for name in calls}
-    for fn in calls.values():
-        for _ in range(5):
-            fn()
-    while any(len(times) < repeats for times in walls.values()):
-        for name, fn in calls.items():
-            fn()
-            for _ in range(min(block, repeats - len(walls[name]))):
-                cpu_start, start = time.process_time(), time.perf_counter()
-                fn()
-                walls[name].append(time.perf_counter() - start)
-                cpus[name].append(time.process_time() - cpu_start)
-    return {
-        name: (float(np.median(walls[name]) * 1e3), float(np.median(cpus[name]) * 1e3))
-        for name in calls
-    }
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=200)
@@ -273,10 +245,7 @@ def main() -> int:
     key = jax.random.key(1)
 
     def jax_call(step):
-        def call():
-            jax.block_until_ready(step(params, opt_state, jax_batch, key))
-
-        return call
+        return lambda: step(params, opt_state, jax_batch, key)
 
     try:
         import torch
@@ -318,7 +287,7 @@ def main() -> int:
                 torch.set_num_threads(threads)
                 for mode in MODES:
                     calls["PyTorch", mode] = lambda m=mode: torch_steps[m](tx, ty)
-            timed = _time_blocks(calls, args.repeats)
+            timed = interleaved_median_ms(calls, args.repeats)
             label = f"PyTorch with {threads} thread(s)" if threads else "chainlab only"
             print(f"\nround {round_}, {label}")
             for mode in MODES:
@@ -329,7 +298,10 @@ def main() -> int:
                     line += f"   PyTorch {twall:7.3f} (cpu {tcpu:6.3f})"
                     line += f"   ratio {wall / twall:.3f}"
                 print(line)
-            ratio = timed["chainlab", "projection"][0] / timed["chainlab", "plain"][0]
+            ratio = (
+                timed["chainlab", "projection"].wall_ms
+                / timed["chainlab", "plain"].wall_ms
+            )
             ratios["chainlab projection / plain"].append(ratio)
             print(
                 f"  chainlab projection / chainlab plain = {ratio:.2f} "
@@ -341,7 +313,7 @@ def main() -> int:
                 ("projection", PROJECTION_VS_TORCH),
                 ("exact", EXACT_VS_TORCH),
             ):
-                ratio = timed["chainlab", mode][0] / timed["PyTorch", mode][0]
+                ratio = timed["chainlab", mode].wall_ms / timed["PyTorch", mode].wall_ms
                 label = f"{mode} vs PyTorch {threads} thr"
                 ratios.setdefault(label, []).append(ratio)
                 print(
@@ -349,8 +321,8 @@ def main() -> int:
                     f"(target <= {target:g})"
                 )
             if DEFAULTS in jax_steps:
-                wall = timed["chainlab", DEFAULTS][0]
-                ratio = wall / timed["PyTorch", "exact"][0]
+                wall = timed["chainlab", DEFAULTS].wall_ms
+                ratio = wall / timed["PyTorch", "exact"].wall_ms
                 ratios.setdefault(f"{DEFAULTS} vs PyTorch {threads} thr", []).append(
                     ratio
                 )

@@ -35,6 +35,7 @@ __all__ = [
     "data_mesh",
     "fit",
     "maybe_initialize_distributed",
+    "interleaved_median_ms",
     "median_step_ms",
     "progress",
 ]
@@ -104,6 +105,55 @@ def median_step_ms(fn: Callable, *args, warmup: int = 3, repeats: int = 30) -> f
         jax.block_until_ready(fn(*args))
         times.append(time.perf_counter() - start)
     return float(np.median(times) * 1e3)
+
+
+class CallTime(NamedTuple):
+    """Median wall time and median process CPU time (all threads) of one call, ms."""
+
+    wall_ms: float
+    cpu_ms: float
+
+
+def interleaved_median_ms(
+    calls: dict[Any, Callable[[], Any]], repeats: int, block: int = 25
+) -> dict[Any, CallTime]:
+    """Median time of every call in ``calls``, the calls taking turns in blocks.
+
+    Each call is waited for (``block_until_ready`` on what it returns). The calls take
+    turns in blocks of ``block`` until each has ``repeats`` timings, so all of them are
+    sampled over the same stretch of a machine whose speed drifts over seconds, and
+    ratios between them stay meaningful. The first call of each block is not timed:
+    alternating call by call would make thread pools and caches evict each other,
+    which measures the switching, not the call. Five warm-up calls each come first.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> x = jnp.ones(4)
+      >>> times = interleaved_median_ms({"double": lambda: x * 2}, repeats=3)
+      >>> times["double"].wall_ms > 0
+      True
+    """
+    if repeats < 1 or block < 1:
+        raise ValueError(f"repeats and block must be >= 1, got {repeats} and {block}")
+    walls = {name: [] for name in calls}
+    cpus = {name: [] for name in calls}
+    for fn in calls.values():
+        for _ in range(5):
+            jax.block_until_ready(fn())
+    while any(len(times) < repeats for times in walls.values()):
+        for name, fn in calls.items():
+            jax.block_until_ready(fn())
+            for _ in range(min(block, repeats - len(walls[name]))):
+                cpu_start, start = time.process_time(), time.perf_counter()
+                jax.block_until_ready(fn())
+                walls[name].append(time.perf_counter() - start)
+                cpus[name].append(time.process_time() - cpu_start)
+    return {
+        name: CallTime(
+            float(np.median(walls[name]) * 1e3), float(np.median(cpus[name]) * 1e3)
+        )
+        for name in calls
+    }
 
 
 def _dataset_size(data: Any) -> int:

@@ -41,7 +41,7 @@ from chainlab.regularizers import (
     jacobian_penalty,
     one_hidden_layer_penalty_grad,
 )
-from chainlab.training import fit, median_step_ms
+from chainlab.training import fit, interleaved_median_ms, median_step_ms
 
 SOURCE = "issue 5"
 PAPER = "Hoffman et al. 2019"
@@ -55,6 +55,9 @@ STEP_RATIO_TARGET = 3.0  # projection step / plain step
 # Closed form vs autodiff: float32 rounding through two differentiation passes and a
 # mean over examples stays below 1e-4 relative; float64 agrees to ~1e-14.
 CLOSED_FORM_TOL = {"float32": 1e-4, "float64": 1e-10}
+# Step timing: rounds, and calls per turn within a round.
+TIMING_ROUNDS = 3
+TIMING_BLOCK = 10
 # Estimator means must lie within this many standard errors of the exact value in
 # every (estimator, num_projections, example) cell; with ~100 cells a 4.5 sigma
 # excursion of an unbiased estimator has probability below 1e-3.
@@ -202,7 +205,11 @@ def _mean_over_seeds(per_seed: list[dict]) -> dict:
 
 
 def _step_times(config, model, data) -> dict:
-    """Median time of one jitted optimizer step per mode, two interleaved rounds."""
+    """Median time of one jitted optimizer step per mode, per timing round.
+
+    In each round the modes take turns in blocks of ``TIMING_BLOCK`` calls, so their
+    ratios are measured over the same stretch of the machine's load.
+    """
     x, y = (jnp.asarray(a[: config.batch_size]) for a in data)
     params = model.init(jax.random.key(config.seed), x[:1])
     optimizer = optax.adam(config.learning_rate)
@@ -218,12 +225,12 @@ def _step_times(config, model, data) -> dict:
 
         steps[mode] = jax.jit(step, compiler_options=_compiler_options(config))
     args = (params, opt_state, (x, y), jax.random.key(0))
+    calls = {mode: partial(step, *args) for mode, step in steps.items()}
     rounds = {mode: [] for mode in MODES}
-    for _ in range(2):
-        for mode, step in steps.items():
-            rounds[mode].append(
-                median_step_ms(step, *args, repeats=config.timing_repeats)
-            )
+    for _ in range(TIMING_ROUNDS):
+        timed = interleaved_median_ms(calls, config.timing_repeats, TIMING_BLOCK)
+        for mode in MODES:
+            rounds[mode].append(timed[mode].wall_ms)
     return rounds
 
 
@@ -517,18 +524,21 @@ def run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
     times = _step_times(config, model, data)
     results["compiler_options"] = _compiler_options(config)
     for mode in MODES:
-        results[mode]["step_ms"] = min(times[mode])
+        results[mode]["step_ms"] = float(np.median(times[mode]))
         results[mode]["step_ms_rounds"] = times[mode]
 
     none, proj, exact = results["none"], results["projection"], results["exact"]
     reduction = none["jacobian_frobenius"] / proj["jacobian_frobenius"]
     drop = 100 * (none["test_accuracy"] - proj["test_accuracy"])
-    step_ratio = proj["step_ms"] / none["step_ms"]
+    # Ratios per round (both steps timed over the same stretch), then the median.
+    step_ratio = float(np.median(np.divide(times["projection"], times["none"])))
     results["strength"] = config.strength
     results["jacobian_reduction"] = reduction
     results["accuracy_drop_points"] = drop
     results["projection_over_plain_step"] = step_ratio
-    results["exact_over_plain_step"] = exact["step_ms"] / none["step_ms"]
+    results["exact_over_plain_step"] = float(
+        np.median(np.divide(times["exact"], times["none"]))
+    )
     results["noise_sigmas"] = list(config.noise_sigmas)
     results["attack_epsilons"] = list(config.attack_epsilons)
 
@@ -575,7 +585,10 @@ def run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
         step_ratio,
         target=f"<= {STEP_RATIO_TARGET:g}x",
         source=SOURCE,
-        passed=judged(step_ratio <= STEP_RATIO_TARGET),
+        # The issue sets the speed goals for the MLP.
+        passed=judged(step_ratio <= STEP_RATIO_TARGET)
+        if config.architecture == "mlp"
+        else None,
     )
     workdir.check(
         f"accuracy under noise sigma={config.noise_sigma}: none -> projection",
@@ -618,6 +631,12 @@ def run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
                 passed=abs(slope + 1) <= SLOPE_TOL,
             )
 
+    if config.architecture != "mlp":
+        workdir.note(
+            "The step-time goal is set for the MLP, so the CNN's ratio is "
+            "information: the transposed convolutions of its VJP and their reverse "
+            "pass make a projection step cost about 2.5-3x a plain one."
+        )
     if not config.judge_training_goals:
         workdir.note(
             f"Only {config.steps} training steps: the training goals above are "
@@ -629,8 +648,9 @@ def run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
         f"{2 * config.strength:g} on ||J||_F^2 / 2), {config.steps} Adam steps of "
         f"batch {config.batch_size}, {n_seeds}. J is the Jacobian of the 10 logits "
         "with respect to the 64 inputs (pixels / 16). Noise is added without "
-        "clipping; attacked images are clipped to [0, 1]. Step times are the lower "
-        "of two interleaved median timings on a machine shared with other jobs "
+        "clipping; attacked images are clipped to [0, 1]. Step times are medians over "
+        f"{TIMING_ROUNDS} rounds in which the modes take turns in blocks of "
+        f"{TIMING_BLOCK} calls "
         "(see benchmarks/jacobian_vs_pytorch.py for the comparison with PyTorch's "
         "double backprop). XLA compile options of the training steps: "
         f"{results['compiler_options'] or 'none (defaults)'}."

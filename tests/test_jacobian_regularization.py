@@ -76,6 +76,7 @@ def test_quick_variant_with_a_cnn(tmp_path):
     assert "FAIL" not in report
     assert "tanh CNN (3x3 convolutions of 16, 32 channels" in report
     assert "XLA compile options of the training steps: none (defaults)" in report
+    assert "The step-time goal is set for the MLP" in report
 
 
 def test_unknown_architecture_is_refused(tmp_path):

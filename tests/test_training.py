@@ -12,7 +12,7 @@ import optax
 import pytest
 
 from chainlab.compilation import eigen_matmul_options
-from chainlab.training import fit, median_step_ms
+from chainlab.training import fit, interleaved_median_ms, median_step_ms
 
 # Summation order differs when the batch is split over devices: float32 round-off.
 DATA_PARALLEL_RTOL = 1e-5
@@ -161,3 +161,22 @@ def test_fit_refuses_ragged_data():
 
 def test_median_step_ms_is_positive():
     assert median_step_ms(lambda a: a * 2, jnp.ones(4), warmup=1, repeats=3) > 0
+
+
+def test_interleaved_median_ms_times_every_call():
+    counts = {"a": 0, "b": 0}
+
+    def counted(name):
+        def call():
+            counts[name] += 1
+            return jnp.ones(2) * counts[name]
+
+        return call
+
+    times = interleaved_median_ms({n: counted(n) for n in counts}, repeats=7, block=3)
+    assert set(times) == {"a", "b"}
+    # Five warm-up calls, seven timed ones, one untimed call opening each block.
+    assert counts == {"a": 5 + 7 + 3, "b": 5 + 7 + 3}
+    assert all(t.wall_ms > 0 and t.cpu_ms >= 0 for t in times.values())
+    with pytest.raises(ValueError, match="repeats and block must be >= 1"):
+        interleaved_median_ms({"a": counted("a")}, repeats=0)
