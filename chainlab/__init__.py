@@ -3,7 +3,7 @@
 Library modules (import them directly): ``chainlab.activations``,
 ``chainlab.normalization``, ``chainlab.attention``, ``chainlab.losses``,
 ``chainlab.flows``, ``chainlab.regularizers``, ``chainlab.attribution``,
-``chainlab.science``, ``chainlab.gradcheck``; training helpers in ``chainlab.models``,
+``chainlab.science``, ``chainlab.gradcheck``, and for training ``chainlab.models``,
 ``chainlab.training`` and ``chainlab.compilation``. Experiments run through
 :func:`chainlab.run` or the ``chainlab`` command line.
 """

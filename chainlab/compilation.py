@@ -16,6 +16,7 @@ step compiles with XLA's defaults.
 """
 
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -24,8 +25,10 @@ import jax.numpy as jnp
 _YNNPACK_FUSIONS_OFF = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 
-def compiles_with(options: dict[str, str]) -> bool:
+def compiles_with(options: dict[str, Any]) -> bool:
     """Whether a small ``jax.jit`` compiles with ``options`` on the default backend.
+
+    The answer for each set of options is computed once per process.
 
     Example:
       >>> compiles_with({})
@@ -33,10 +36,16 @@ def compiles_with(options: dict[str, str]) -> bool:
       >>> compiles_with({"xla_no_such_option": "1"})
       False
     """
-    probe = jax.jit(lambda a: a @ a, compiler_options=options)
+    return _compiles_with(frozenset(options.items()))
+
+
+@functools.cache
+def _compiles_with(options: frozenset) -> bool:
+    probe = jax.jit(lambda a: a @ a, compiler_options=dict(options))
     try:
         probe.lower(jnp.ones((2, 2), jnp.float32)).compile()
-    except jax.errors.JaxRuntimeError:  # unknown option or invalid value
+    # XLA rejects unknown options and bad values; jax rejects wrong types itself.
+    except (jax.errors.JaxRuntimeError, TypeError, ValueError):
         return False
     return True
 

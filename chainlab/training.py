@@ -30,12 +30,13 @@ from chainlab.progress import progress
 from chainlab.workdir import Workdir
 
 __all__ = [
+    "CallTime",
     "FitResult",
     "TrainingDiverged",
     "data_mesh",
     "fit",
-    "maybe_initialize_distributed",
     "interleaved_median_ms",
+    "maybe_initialize_distributed",
     "median_step_ms",
     "progress",
 ]
@@ -176,7 +177,7 @@ def _make_step(
     has_aux: bool,
     batch_sharding,
     seed: int,
-    compiler_options: dict[str, str] | None,
+    compiler_options: dict[str, Any] | None,
 ):
     base_key = jax.random.key(seed)
 
@@ -249,7 +250,7 @@ def fit(
     checkpoint_every: int = 0,
     workdir: Workdir | None = None,
     name: str = "train",
-    compiler_options: dict[str, str] | None = None,
+    compiler_options: dict[str, Any] | None = None,
 ) -> FitResult:
     """Train ``params`` to minimise ``loss_fn`` over mini-batches of ``data``.
 
@@ -276,6 +277,8 @@ def fit(
         ``compiler_options``), e.g. :func:`chainlab.compilation.eigen_matmul_options`.
 
     Raises:
+      ValueError: a bad argument (batch size, evaluation settings, checkpoints
+        without a workdir, compiler options the compiler rejects).
       TrainingDiverged: the loss became non-finite; the last good checkpoint is kept.
     """
     n = _dataset_size(data)

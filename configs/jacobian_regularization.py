@@ -8,7 +8,7 @@ Run:
 With the CNN (3 seeds, no sweep: 10 min) the projection penalty cuts ||J||_F from 53.1
 to 4.6 (11.6x) for 0.56 points of accuracy; noise sigma 0.3 accuracy 0.82 -> 0.92, PGD
 epsilon 0.1 0.41 -> 0.84. Its exact penalty costs ten VJPs through the convolutions and
-their reverse pass: a step takes about 34 ms (43-52 ms with XLA's default YNNPACK
+their reverse pass: a step takes 29-40 ms (43-53 ms with XLA's default YNNPACK
 fusions, see ``eigen_matmuls``) against 4.6 ms with one projection, and a projection
 step costs 2.5-3x a plain one (the issue's speed goals are set for the MLP).
 

@@ -530,12 +530,14 @@ def run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
     none, proj, exact = results["none"], results["projection"], results["exact"]
     reduction = none["jacobian_frobenius"] / proj["jacobian_frobenius"]
     drop = 100 * (none["test_accuracy"] - proj["test_accuracy"])
-    # Ratios per round (both steps timed over the same stretch), then the median.
-    step_ratio = float(np.median(np.divide(times["projection"], times["none"])))
+    # Ratios per round (both steps timed over the same stretch); the worst one counts.
+    step_ratios = np.divide(times["projection"], times["none"]).tolist()
+    step_ratio = max(step_ratios)
     results["strength"] = config.strength
     results["jacobian_reduction"] = reduction
     results["accuracy_drop_points"] = drop
     results["projection_over_plain_step"] = step_ratio
+    results["projection_over_plain_step_rounds"] = step_ratios
     results["exact_over_plain_step"] = float(
         np.median(np.divide(times["exact"], times["none"]))
     )
@@ -581,7 +583,8 @@ def run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
         passed=judged(drop <= ACCURACY_DROP_TARGET),
     )
     workdir.check(
-        "projection step / plain step (jitted, batch 64)",
+        f"projection step / plain step (jitted, batch 64, worst of {TIMING_ROUNDS} "
+        "rounds)",
         step_ratio,
         target=f"<= {STEP_RATIO_TARGET:g}x",
         source=SOURCE,

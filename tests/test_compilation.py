@@ -15,6 +15,8 @@ RTOL = 1e-5
 def test_compiles_with_tells_known_from_unknown_options():
     assert compiles_with({})
     assert not compiles_with({"xla_no_such_option": "1"})
+    assert compiles_with({"xla_cpu_use_onednn": False})
+    assert not compiles_with({"xla_cpu_use_onednn": "not a bool"})
 
 
 def test_eigen_matmul_options_are_accepted_where_offered():
@@ -26,8 +28,9 @@ def test_eigen_matmul_options_are_accepted_where_offered():
 
 
 def _exact_penalty_grad(options):
-    model = MLP((16, 16, 10))
-    x = jax.random.normal(jax.random.key(0), (8, 12))
+    """The benchmark's shapes: a 64-128-128-10 MLP, a batch of 64."""
+    model = MLP((128, 128, 10))
+    x = jax.random.normal(jax.random.key(0), (64, 64))
     params = model.init(jax.random.key(1), x[:1])
 
     def penalty(p):
@@ -37,13 +40,16 @@ def _exact_penalty_grad(options):
     return compiled.lower(params).compile(), params
 
 
-@pytest.mark.skipif(not eigen_matmul_options(), reason="option not offered here")
 def test_eigen_matmul_options_take_ynnpack_out_and_keep_the_numbers():
-    ours, params = _exact_penalty_grad(eigen_matmul_options())
-    default, _ = _exact_penalty_grad({})
+    if not eigen_matmul_options():
+        pytest.skip("the option is not offered on this backend or jaxlib")
+    default, params = _exact_penalty_grad({})
+    if "ynn_fusion" not in default.as_text():
+        pytest.skip("this jaxlib makes no YNNPACK fusions here to take out")
+    ours, _ = _exact_penalty_grad(eigen_matmul_options())
     assert "ynn_fusion" not in ours.as_text()
     jax.tree.map(
-        lambda a, b: np.testing.assert_allclose(a, b, rtol=RTOL, atol=1e-7),
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=RTOL, atol=1e-6),
         ours(params),
         default(params),
     )
