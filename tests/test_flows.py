@@ -425,3 +425,11 @@ def test_flow_composes_with_vmap_and_jacrev(key):
     np.testing.assert_allclose(per_point, batched, rtol=1e-5)
     assert score.shape == (VECTOR_DIM,)
     assert jnp.all(jnp.isfinite(score))
+
+
+def test_flow_init_is_jitted_and_draws_what_the_layers_draw(key):
+    bijection = _coupling_stack(VECTOR_DIM)
+    flow = flows.transformed(bijection, (VECTOR_DIM,))
+    jitted, eager = flow.init(key), bijection.init(key)
+    assert hasattr(flow.init, "lower")  # one compiled program for every layer
+    jax.tree.map(np.testing.assert_array_equal, jitted, eager)
