@@ -234,9 +234,11 @@ def main() -> int:
     if any("=" not in option for option in args.xla_option):
         parser.error("--xla-option takes NAME=VALUE")
     # The steps compile as the experiment's do, unless options are given.
-    options = dict(option.split("=", 1) for option in args.xla_option)
-    if not args.xla_option:
-        options = eigen_matmul_options()
+    options = (
+        dict(option.split("=", 1) for option in args.xla_option)
+        if args.xla_option
+        else eigen_matmul_options()
+    )
 
     batch = _batch()
     params = MLP((*HIDDEN, NUM_CLASSES)).init(jax.random.key(0), batch[0][:1])

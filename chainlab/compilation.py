@@ -50,22 +50,17 @@ def _compiles_with(options: frozenset) -> bool:
     return True
 
 
-@functools.cache
-def _ynnpack_fusions_can_be_turned_off() -> bool:
-    return jax.default_backend() == "cpu" and compiles_with(_YNNPACK_FUSIONS_OFF)
-
-
 def eigen_matmul_options() -> dict[str, str]:
     """``jax.jit`` compile options that keep CPU matrix products out of YNNPACK.
 
     Returns ``{"xla_cpu_experimental_ynn_fusion_type": ""}`` on a CPU backend whose
     jaxlib accepts it, else ``{}`` (GPU, TPU, or a jaxlib without the option). The
-    check compiles once per process.
+    check compiles once per process (:func:`compiles_with` remembers it).
 
     Example:
       >>> import jax
       >>> step = jax.jit(lambda w, x: x @ w, compiler_options=eigen_matmul_options())
     """
-    if not _ynnpack_fusions_can_be_turned_off():
+    if jax.default_backend() != "cpu" or not compiles_with(_YNNPACK_FUSIONS_OFF):
         return {}
     return dict(_YNNPACK_FUSIONS_OFF)

@@ -98,14 +98,20 @@ def median_step_ms(fn: Callable, *args, warmup: int = 3, repeats: int = 30) -> f
     Each call is waited for (``block_until_ready``), so this is the time of one step,
     compilation excluded.
     """
-    for _ in range(warmup):
-        jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1e3)
+    _timed(lambda: fn(*args), warmup)
+    walls, _ = _timed(lambda: fn(*args), repeats)
+    return float(np.median(walls) * 1e3)
+
+
+def _timed(fn: Callable[[], Any], count: int) -> tuple[list[float], list[float]]:
+    """Wall and process-CPU seconds of ``count`` calls of ``fn``, each waited for."""
+    walls, cpus = [], []
+    for _ in range(count):
+        cpu_start, start = time.process_time(), time.perf_counter()
+        jax.block_until_ready(fn())
+        walls.append(time.perf_counter() - start)
+        cpus.append(time.process_time() - cpu_start)
+    return walls, cpus
 
 
 class CallTime(NamedTuple):
@@ -127,6 +133,9 @@ def interleaved_median_ms(
     alternating call by call would make thread pools and caches evict each other,
     which measures the switching, not the call. Five warm-up calls each come first.
 
+    Returns ``{name: CallTime(wall_ms, cpu_ms)}`` for every name of ``calls``; raises
+    ``ValueError`` when ``repeats`` or ``block`` is below 1.
+
     Example:
       >>> import jax.numpy as jnp
       >>> x = jnp.ones(4)
@@ -139,16 +148,13 @@ def interleaved_median_ms(
     walls = {name: [] for name in calls}
     cpus = {name: [] for name in calls}
     for fn in calls.values():
-        for _ in range(5):
-            jax.block_until_ready(fn())
+        _timed(fn, 5)
     while any(len(times) < repeats for times in walls.values()):
         for name, fn in calls.items():
-            jax.block_until_ready(fn())
-            for _ in range(min(block, repeats - len(walls[name]))):
-                cpu_start, start = time.process_time(), time.perf_counter()
-                jax.block_until_ready(fn())
-                walls[name].append(time.perf_counter() - start)
-                cpus[name].append(time.process_time() - cpu_start)
+            _timed(fn, 1)
+            block_walls, block_cpus = _timed(fn, min(block, repeats - len(walls[name])))
+            walls[name] += block_walls
+            cpus[name] += block_cpus
     return {
         name: CallTime(
             float(np.median(walls[name]) * 1e3), float(np.median(cpus[name]) * 1e3)

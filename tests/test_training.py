@@ -77,35 +77,27 @@ def _problem():
     return loss_fn, (x, y)
 
 
-def test_fit_is_deterministic_in_the_seed():
+def _fit_problem(**kwargs):
+    """``fit`` on :func:`_problem` from zeros, SGD at 0.05, batches of 8."""
     loss_fn, data = _problem()
-    runs = [
-        fit(
-            loss_fn,
-            jnp.zeros(2),
-            optax.sgd(0.05),
-            data,
-            steps=6,
-            batch_size=8,
-            seed=seed,
-            log_every=1,
-        )
-        for seed in (0, 0, 1)
-    ]
-    losses = [[r["loss"] for r in run.history] for run in runs]
+    return fit(loss_fn, jnp.zeros(2), optax.sgd(0.05), data, batch_size=8, **kwargs)
+
+
+def _losses(**kwargs) -> list[float]:
+    """The loss after every step of a 6-step :func:`_fit_problem`."""
+    result = _fit_problem(steps=6, log_every=1, **kwargs)
+    return [record["loss"] for record in result.history]
+
+
+def test_fit_is_deterministic_in_the_seed():
+    losses = [_losses(seed=seed) for seed in (0, 0, 1)]
     assert losses[0] == losses[1] and losses[0] != losses[2]
 
 
 def test_select_best_keeps_the_best_evaluation():
-    loss_fn, data = _problem()
     values = iter([3.0, 1.0, 2.0])
-    result = fit(
-        loss_fn,
-        jnp.zeros(2),
-        optax.sgd(0.05),
-        data,
+    result = _fit_problem(
         steps=6,
-        batch_size=8,
         eval_fn=lambda p: {"val": next(values)},
         eval_every=2,
         select_best="val",
@@ -139,37 +131,15 @@ def test_fit_hands_compiler_options_to_the_step_jit(monkeypatch):
         return jit(fn, **kwargs)
 
     monkeypatch.setattr(jax, "jit", recording_jit)
-    loss_fn, data = _problem()
     options = {"xla_cpu_use_onednn": False}  # accepted, and changes nothing here
-    fit(
-        loss_fn,
-        jnp.zeros(2),
-        optax.sgd(0.05),
-        data,
-        steps=2,
-        batch_size=8,
-        compiler_options=options,
-    )
+    _fit_problem(steps=2, compiler_options=options)
     assert ("step_fn", options) in seen  # the training step, not just the probe
 
 
 def test_fit_with_eigen_matmuls_follows_the_default_loss_curve():
-    loss_fn, data = _problem()
-    curves = [
-        fit(
-            loss_fn,
-            jnp.zeros(2),
-            optax.sgd(0.05),
-            data,
-            steps=6,
-            batch_size=8,
-            log_every=1,
-            compiler_options=options,
-        ).history
-        for options in ({}, eigen_matmul_options())
-    ]
-    losses = [[record["loss"] for record in curve] for curve in curves]
-    np.testing.assert_allclose(losses[1], losses[0], rtol=EIGEN_VS_YNNPACK_RTOL)
+    default = _losses(compiler_options={})
+    eigen = _losses(compiler_options=eigen_matmul_options())
+    np.testing.assert_allclose(eigen, default, rtol=EIGEN_VS_YNNPACK_RTOL)
 
 
 def test_fit_refuses_ragged_data():
