@@ -46,9 +46,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from chainlab.configs.realnvp_moons import get_config
 from chainlab.data import two_moons
 from chainlab.flows import realnvp, standardize
+from chainlab.runner.configs.realnvp_moons import get_config
 from chainlab.training import median_step_ms
 
 FLOWJAX_REFERENCE_NLL = 0.38  # issue 4: FlowJAX on this protocol and machine class

@@ -39,9 +39,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from chainlab.attribution import completeness_delta, integrated_gradients
-from chainlab.configs.integrated_gradients import get_config
 from chainlab.data import digits
-from chainlab.experiments.integrated_gradients import train_classifier
+from chainlab.runner.configs.integrated_gradients import get_config
+from chainlab.runner.experiments.integrated_gradients import train_classifier
 
 AGREEMENT = 1e-4  # issue 6: relative, worst image
 SPEEDUP = 10.0  # issue 6: chainlab at least 10x faster per image

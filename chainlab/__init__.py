@@ -1,23 +1,57 @@
 """chainlab: the multivariate chain rule as a working tool, in JAX.
 
-Library modules (import them directly): ``chainlab.activations``,
-``chainlab.normalization``, ``chainlab.attention``, ``chainlab.losses``,
-``chainlab.flows``, ``chainlab.regularizers``, ``chainlab.attribution``,
-``chainlab.science``, ``chainlab.gradcheck``, and for training ``chainlab.models``,
-``chainlab.training`` and ``chainlab.compilation``. Experiments run through
-:func:`chainlab.run` or the ``chainlab`` command line.
+Library modules, each one concept, load on first use (``import chainlab`` is cheap):
+``chainlab.activations``, ``chainlab.normalization``, ``chainlab.attention``,
+``chainlab.losses``, ``chainlab.layers``, ``chainlab.flows``, ``chainlab.regularizers``,
+``chainlab.attribution``, ``chainlab.robustness``, ``chainlab.science``,
+``chainlab.gradcheck``, ``chainlab.models``, ``chainlab.data``, ``chainlab.training``
+and ``chainlab.compilation``. Experiments run through :func:`chainlab.run`,
+:func:`chainlab.reproduce` or the ``chainlab`` command line (``chainlab.runner``).
+
+Example:
+  >>> import chainlab
+  >>> float(chainlab.activations.relu(-1.0))
+  0.0
 """
 
+import importlib
+from typing import Any
+
 from chainlab.errors import ChainlabError
-from chainlab.experiment import get_config, list_experiments, reproduce, run
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ChainlabError",
-    "__version__",
-    "get_config",
-    "list_experiments",
-    "reproduce",
-    "run",
-]
+_SUBMODULES = (
+    "activations",
+    "attention",
+    "attribution",
+    "compilation",
+    "data",
+    "flows",
+    "gradcheck",
+    "layers",
+    "losses",
+    "models",
+    "normalization",
+    "regularizers",
+    "robustness",
+    "runner",
+    "science",
+    "training",
+    "validation",
+)
+_RUNNER_FUNCTIONS = ("get_config", "list_experiments", "reproduce", "run")
+
+__all__ = ["ChainlabError", "__version__", *_RUNNER_FUNCTIONS, *_SUBMODULES]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"chainlab.{name}")
+    if name in _RUNNER_FUNCTIONS:
+        return getattr(importlib.import_module("chainlab.runner"), name)
+    raise AttributeError(f"module 'chainlab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -10,6 +10,7 @@ and its PRNG key is ``fold_in(key(seed), s)``, so a resumed run takes exactly th
 an uninterrupted one would.
 """
 
+import json
 import math
 import os
 import time
@@ -27,7 +28,6 @@ from jax.sharding import PartitionSpec as P
 from chainlab.compilation import compiles_with
 from chainlab.errors import ChainlabError
 from chainlab.progress import progress
-from chainlab.workdir import Workdir
 
 __all__ = [
     "CallTime",
@@ -229,14 +229,19 @@ class _Checkpoints:
         self.manager.close()
 
 
-def _read_history(workdir: Workdir, name: str, upto: int) -> list[dict]:
-    import json
-
-    path = workdir.path / "metrics.jsonl"
-    if not path.exists():
+def _read_history(path: Path | None, name: str, upto: int) -> list[dict]:
+    if path is None or not path.exists():
         return []
     records = [json.loads(line) for line in path.read_text().splitlines() if line]
     return [r for r in records if r.get("run") == name and r["step"] <= upto]
+
+
+def _append_record(path: Path, record: dict) -> None:
+    """Append one JSON line (numpy and jax scalars as plain numbers)."""
+    plain = {k: v if isinstance(v, str) else float(v) for k, v in record.items()}
+    plain["step"] = int(record["step"])
+    with open(path, "a") as stream:
+        stream.write(json.dumps(plain) + "\n")
 
 
 def fit(
@@ -254,7 +259,9 @@ def fit(
     select_best: str | None = None,
     log_every: int = 50,
     checkpoint_every: int = 0,
-    workdir: Workdir | None = None,
+    metrics_path: str | Path | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
     name: str = "train",
     compiler_options: dict[str, Any] | None = None,
 ) -> FitResult:
@@ -275,16 +282,19 @@ def fit(
         ``best_params`` (early stopping without stopping).
       log_every: steps between metric records (the only host syncs besides eval and
         checkpoints).
-      checkpoint_every: steps between orbax checkpoints (0: none); needs ``workdir``.
-      workdir: where metrics and checkpoints go; ``workdir.resume`` continues from the
-        latest checkpoint of this ``name``.
+      checkpoint_every: steps between orbax checkpoints (0: none); needs
+        ``checkpoint_dir``.
+      metrics_path: a JSON-lines file each logged record is appended to.
+      checkpoint_dir: where orbax checkpoints go (one subfolder per ``name``).
+      resume: continue from the latest checkpoint of this ``name`` in
+        ``checkpoint_dir``, taking the history logged up to it from ``metrics_path``.
       name: tells apart several ``fit`` calls of one experiment.
       compiler_options: XLA options for the jitted step (``jax.jit``'s
         ``compiler_options``), e.g. :func:`chainlab.compilation.eigen_matmul_options`.
 
     Raises:
       ValueError: a bad argument (batch size, evaluation settings, checkpoints
-        without a workdir, compiler options the compiler rejects).
+        without a checkpoint_dir, compiler options the compiler rejects).
       TrainingDiverged: the loss became non-finite; the last good checkpoint is kept.
     """
     n = _dataset_size(data)
@@ -300,8 +310,9 @@ def fit(
         )
     if select_best is not None and not (eval_fn and eval_every):
         raise ValueError("select_best needs eval_fn and eval_every > 0")
-    if checkpoint_every and workdir is None:
-        raise ValueError("checkpoint_every needs a workdir to write checkpoints into")
+    if checkpoint_every and checkpoint_dir is None:
+        raise ValueError("checkpoint_every needs a checkpoint_dir to write into")
+    metrics_path = None if metrics_path is None else Path(metrics_path)
     if compiler_options and not compiles_with(compiler_options):
         raise ValueError(
             f"compiler_options {compiler_options} are not accepted by this jaxlib's "
@@ -320,9 +331,9 @@ def fit(
     best = {"params": params, "step": 0, "value": math.inf}
     start, history = 0, []
     checkpoints = None
-    if workdir is not None and checkpoint_every:
-        checkpoints = _Checkpoints(workdir.checkpoint_dir / name)
-        latest = checkpoints.latest() if workdir.resume else None
+    if checkpoint_dir is not None and checkpoint_every:
+        checkpoints = _Checkpoints(Path(checkpoint_dir) / name)
+        latest = checkpoints.latest() if resume else None
         if latest is not None:
             state = checkpoints.restore(latest, _state(params, opt_state, best))
             params, opt_state = state["params"], state["opt_state"]
@@ -331,16 +342,14 @@ def fit(
                 "step": int(state["best_step"]),
                 "value": float(state["best_value"]),
             }
-            start, history = latest, _read_history(workdir, name, latest)
+            start, history = latest, _read_history(metrics_path, name, latest)
 
     pending: list[tuple[int, dict]] = []
 
     def record(entry: dict) -> None:
         history.append(entry)
-        if workdir is not None:
-            workdir.log_metrics(
-                entry["step"], {k: v for k, v in entry.items() if k != "step"}
-            )
+        if metrics_path is not None:
+            _append_record(metrics_path, entry)
 
     def flush(step: int) -> None:
         """Bring buffered step metrics to the host, check them, log their mean."""

@@ -23,9 +23,9 @@ import ml_collections
 import numpy as np
 
 from chainlab.activations import elu, leaky_relu, maxout, relu
-from chainlab.experiment import Workdir
 from chainlab.gradcheck import compare_rules, max_abs_error, numerical_grad
-from chainlab.plotting import new_figure
+from chainlab.runner.plotting import new_figure
+from chainlab.runner.workdir import Workdir
 
 # Central differences in float64 (step ~6e-6) on O(1) smooth functions are accurate to
 # ~1e-10; 1e-6 leaves room for the 8-dimensional fan-out while any wrong rule (an O(1)

@@ -30,9 +30,9 @@ import numpy as np
 import optax
 
 from chainlab.attention import attention, attention_tau_grad, temperature_from_log
-from chainlab.experiment import Workdir
 from chainlab.gradcheck import numerical_grad
-from chainlab.plotting import new_figure
+from chainlab.runner.plotting import new_figure
+from chainlab.runner.workdir import Workdir
 from chainlab.training import fit
 
 SOURCE = "issue 3"
@@ -203,7 +203,7 @@ def _train(config, workdir, task: _Task, min_tau: float | None, name: str):
         eval_fn=evaluate,
         eval_every=config.steps,
         log_every=config.log_every,
-        workdir=workdir,
+        **workdir.fit_options,
         name=name,
     )
     trajectory = [(0, config.init_tau)] + [

@@ -24,9 +24,9 @@ import ml_collections
 import numpy as np
 import optax
 
-from chainlab.experiment import Workdir
 from chainlab.models import MLP
-from chainlab.plotting import new_figure
+from chainlab.runner.plotting import new_figure
+from chainlab.runner.workdir import Workdir
 from chainlab.science.mechanics import energy_rate, integrate, vector_field
 from chainlab.training import fit
 
@@ -357,7 +357,7 @@ def _hamiltonian_network(config, workdir: Workdir) -> dict:
             batch_size=train[0].shape[0],
             seed=config.seed,
             log_every=max(hnn.steps // 20, 1),
-            workdir=workdir,
+            **workdir.fit_options,
             name=f"spring_{name}",
         ).params
         rollout = jax.jit(

@@ -28,9 +28,9 @@ import optax
 
 from chainlab import attribution as attr
 from chainlab.data import digits
-from chainlab.experiment import Workdir
 from chainlab.models import MLP
-from chainlab.plotting import new_figure
+from chainlab.runner.plotting import new_figure
+from chainlab.runner.workdir import Workdir
 from chainlab.training import fit, median_step_ms
 
 SOURCE = "issue 6"
@@ -74,7 +74,7 @@ def train_classifier(
         seed=config.seed,
         eval_fn=lambda p: {"test_accuracy": accuracy(p)},
         eval_every=config.eval_every,
-        workdir=workdir,
+        **workdir.fit_options,
         name="classifier",
     )
     return model, result.params, float(accuracy(result.params))

@@ -27,8 +27,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from chainlab.experiment import Workdir
-from chainlab.plotting import new_figure
+from chainlab.runner.plotting import new_figure
+from chainlab.runner.workdir import Workdir
 from chainlab.science.economics import (
     ISLM_PARAMETERS,
     ISLM_VARIABLES,

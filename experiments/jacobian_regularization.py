@@ -30,9 +30,7 @@ import optax
 
 from chainlab.compilation import eigen_matmul_options
 from chainlab.data import digits
-from chainlab.experiment import Workdir
 from chainlab.models import MLP, ConvNet
-from chainlab.plotting import new_figure
 from chainlab.regularizers import (
     OneHiddenLayer,
     estimator_variance,
@@ -41,6 +39,8 @@ from chainlab.regularizers import (
     jacobian_penalty,
     one_hidden_layer_penalty_grad,
 )
+from chainlab.runner.plotting import new_figure
+from chainlab.runner.workdir import Workdir
 from chainlab.training import fit, interleaved_median_ms, median_step_ms
 
 SOURCE = "issue 5"
@@ -121,7 +121,7 @@ def _train(config, model, data, mode, strength, seed, workdir, name):
         batch_size=config.batch_size,
         seed=seed,
         log_every=max(1, min(100, config.steps // 4)),
-        workdir=workdir,
+        **workdir.fit_options,
         name=name,
         compiler_options=_compiler_options(config),
     )

@@ -25,11 +25,11 @@ import optax
 
 from chainlab.activations import maxout, relu
 from chainlab.data import digits
-from chainlab.experiment import Workdir
 from chainlab.layers import Maxout
 from chainlab.losses import cross_entropy
 from chainlab.models import MLP
-from chainlab.plotting import new_figure
+from chainlab.runner.plotting import new_figure
+from chainlab.runner.workdir import Workdir
 from chainlab.training import fit
 
 SOURCE = "issue 3"
@@ -220,7 +220,7 @@ def _train_reference(config, x_train, y_train, x_test, y_test, workdir) -> float
         batch_size=config.batch_size,
         seed=config.seed,
         log_every=max(config.steps // 20, 1),
-        workdir=workdir,
+        **workdir.fit_options,
         name="mlp_reference",
     )
     return _accuracy(jax.jit(model.apply)(result.params, x_test), y_test)
@@ -298,7 +298,7 @@ def run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
         eval_fn=eval_fn,
         eval_every=config.eval_every,
         log_every=max(config.steps // 20, 1),
-        workdir=workdir,
+        **workdir.fit_options,
         name="maxout",
     )
     # Back to plain default-device arrays (fit replicates over a device mesh), so the

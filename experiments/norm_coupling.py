@@ -35,7 +35,6 @@ import ml_collections
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from chainlab.experiment import Workdir
 from chainlab.normalization import (
     batch_norm,
     batch_norm_stats,
@@ -44,7 +43,8 @@ from chainlab.normalization import (
     instance_norm,
     layer_norm,
 )
-from chainlab.plotting import new_figure
+from chainlab.runner.plotting import new_figure
+from chainlab.runner.workdir import Workdir
 
 SOURCE = "issue 3"
 NORMS = {

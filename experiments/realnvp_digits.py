@@ -34,9 +34,9 @@ import numpy as np
 import optax
 
 from chainlab.data import DIGITS_LEVELS, digits
-from chainlab.experiment import Workdir
 from chainlab.flows import glow, logit
-from chainlab.plotting import new_figure
+from chainlab.runner.plotting import new_figure
+from chainlab.runner.workdir import Workdir
 from chainlab.training import fit
 
 SOURCE = "issue 4"
@@ -188,7 +188,7 @@ def run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
             "val_bpd_live": float(bits(params["live"], val)),
         }
 
-    common = dict(batch_size=config.batch_size, seed=config.seed, workdir=workdir)
+    common = dict(batch_size=config.batch_size, seed=config.seed, **workdir.fit_options)
     result = fit(
         loss_fn,
         initial_params(x_train),

@@ -28,9 +28,9 @@ import numpy as np
 import optax
 
 from chainlab.data import two_moons
-from chainlab.experiment import Workdir
 from chainlab.flows import realnvp, standard_normal_log_prob, standardize
-from chainlab.plotting import new_figure
+from chainlab.runner.plotting import new_figure
+from chainlab.runner.workdir import Workdir
 from chainlab.training import fit, median_step_ms
 
 SOURCE = "issue 4"
@@ -275,7 +275,7 @@ def run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
         eval_fn=eval_fn,
         eval_every=config.eval_every,
         select_best="val_nll",
-        workdir=workdir,
+        **workdir.fit_options,
         name="realnvp",
     )
     best = result.best_params

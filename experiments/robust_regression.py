@@ -27,9 +27,9 @@ import optax
 import scipy.optimize
 from sklearn.linear_model import QuantileRegressor
 
-from chainlab.experiment import Workdir
 from chainlab.losses import huber
-from chainlab.plotting import new_figure
+from chainlab.runner.plotting import new_figure
+from chainlab.runner.workdir import Workdir
 from chainlab.training import fit
 
 SOURCE = "issue 3"
@@ -88,7 +88,7 @@ def _gradient_fits(config, x, y, named: dict, workdir: Workdir) -> dict:
         seed=config.seed,
         has_aux=True,
         log_every=max(config.steps // 20, 1),
-        workdir=workdir,
+        **workdir.fit_options,
         name="fit_all_losses",
     )
     estimates = {

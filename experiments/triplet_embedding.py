@@ -22,7 +22,6 @@ import optax
 from sklearn.neighbors import KNeighborsClassifier
 
 from chainlab.data import digits
-from chainlab.experiment import Workdir
 from chainlab.losses import (
     batch_hard_triplet,
     pairwise_distance,
@@ -31,7 +30,8 @@ from chainlab.losses import (
     triplet,
 )
 from chainlab.models import MLP
-from chainlab.plotting import new_figure
+from chainlab.runner.plotting import new_figure
+from chainlab.runner.workdir import Workdir
 from chainlab.training import fit
 
 SOURCE = "issue 3"
@@ -181,7 +181,7 @@ def run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
         eval_fn=eval_fn,
         eval_every=config.eval_every,
         log_every=max(config.steps // 30, 1),
-        workdir=workdir,
+        **workdir.fit_options,
         name="triplet",
     )
     params = result.params

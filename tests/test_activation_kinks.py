@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-import chainlab.experiment
+import chainlab.runner
 
 ALPHA = 0.5  # configs/activation_kinks.py: elu_alpha
 SLOPE = 0.1  # configs/activation_kinks.py: leaky_slope
@@ -14,7 +14,7 @@ FANOUT_TOLERANCE = 1e-6
 
 @pytest.mark.slow
 def test_activation_kinks_quick(tmp_path):
-    returned = chainlab.experiment.run(
+    returned = chainlab.runner.run(
         "activation_kinks", variant="quick", workdir=tmp_path / "run"
     )
     results = json.loads((tmp_path / "run" / "results.json").read_text())

@@ -5,13 +5,13 @@ import math
 
 import pytest
 
-import chainlab.experiment
+import chainlab.runner
 
 
 @pytest.mark.slow
 def test_quick_variant_end_to_end(tmp_path):
     workdir = tmp_path / "run"
-    returned = chainlab.experiment.run(
+    returned = chainlab.runner.run(
         "attention_temperature", variant="quick", workdir=workdir
     )
     results = json.loads((workdir / "results.json").read_text())

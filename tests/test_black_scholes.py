@@ -4,12 +4,12 @@ import json
 
 import pytest
 
-from chainlab import experiment
+from chainlab import runner
 
 
 @pytest.mark.slow
 def test_quick_variant_end_to_end(tmp_path):
-    results = experiment.run("black_scholes", variant="quick", workdir=tmp_path / "run")
+    results = runner.run("black_scholes", variant="quick", workdir=tmp_path / "run")
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved == results
     # The textbook option: call 10.4506, put 5.5735.

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-import chainlab.configs
-import chainlab.experiments
-from chainlab import experiment
+import chainlab.runner.configs
+import chainlab.runner.experiments
+from chainlab import runner
 from chainlab.errors import ChainlabError, ExperimentFailed
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -18,41 +18,43 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def toy(monkeypatch):
     """Register the toy experiment of tests/fixtures for this test only."""
     monkeypatch.setattr(
-        chainlab.experiments,
+        chainlab.runner.experiments,
         "__path__",
-        [*chainlab.experiments.__path__, str(FIXTURES / "experiments")],
+        [*chainlab.runner.experiments.__path__, str(FIXTURES / "experiments")],
     )
     monkeypatch.setattr(
-        chainlab.configs,
+        chainlab.runner.configs,
         "__path__",
-        [*chainlab.configs.__path__, str(FIXTURES / "configs")],
+        [*chainlab.runner.configs.__path__, str(FIXTURES / "configs")],
     )
     yield "toy"
     for name in list(sys.modules):
-        if name.startswith(("chainlab.experiments.toy", "chainlab.configs.toy")):
+        if name.startswith(
+            ("chainlab.runner.experiments.toy", "chainlab.runner.configs.toy")
+        ):
             del sys.modules[name]
 
 
 def test_registry_lists_toy_and_describes_it(toy):
-    assert "toy" in experiment.list_experiments()
+    assert "toy" in runner.list_experiments()
     assert (
-        experiment.describe("toy")
+        runner.describe("toy")
         == "Toy regression used to test the runner (not shipped)."
     )
 
 
 def test_unknown_experiment_suggests_close_names(toy):
     with pytest.raises(ChainlabError, match="did you mean toy"):
-        experiment.get_config("tyo")
+        runner.get_config("tyo")
 
 
 def test_unknown_variant_lists_allowed(toy):
     with pytest.raises(ChainlabError, match="allowed: '', 'quick'"):
-        experiment.get_config("toy", "huge")
+        runner.get_config("toy", "huge")
 
 
 def test_overrides_parse_by_field_type(toy):
-    config = experiment.get_config(
+    config = runner.get_config(
         "toy",
         "quick",
         overrides={
@@ -79,24 +81,24 @@ def test_overrides_parse_by_field_type(toy):
 )
 def test_bad_overrides_are_refused(toy, overrides, message):
     with pytest.raises(ChainlabError, match=message):
-        experiment.get_config("toy", overrides=overrides)
+        runner.get_config("toy", overrides=overrides)
 
 
 def test_config_file(toy, tmp_path):
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"steps": 5, "model": {"width": 2}}))
-    config = experiment.get_config("toy", config_file=path)
+    config = runner.get_config("toy", config_file=path)
     assert config.steps == 5 and config.model.width == 2
     with pytest.raises(ChainlabError, match="does not exist"):
-        experiment.get_config("toy", config_file=tmp_path / "missing.json")
+        runner.get_config("toy", config_file=tmp_path / "missing.json")
     path.write_text("{not json")
     with pytest.raises(ChainlabError, match="not valid JSON"):
-        experiment.get_config("toy", config_file=path)
+        runner.get_config("toy", config_file=path)
 
 
 def test_run_writes_the_workdir_layout(toy, tmp_path):
     workdir = tmp_path / "run"
-    results = experiment.run("toy", variant="quick", workdir=workdir)
+    results = runner.run("toy", variant="quick", workdir=workdir)
     names = {p.name for p in workdir.iterdir()}
     assert {
         "config.json",
@@ -135,7 +137,7 @@ def test_non_empty_workdir_is_never_overwritten(toy, tmp_path):
     workdir.mkdir()
     (workdir / "precious.txt").write_text("keep me")
     with pytest.raises(ChainlabError, match="not empty; nothing was overwritten"):
-        experiment.run("toy", variant="quick", workdir=workdir)
+        runner.run("toy", variant="quick", workdir=workdir)
     assert (workdir / "precious.txt").read_text() == "keep me"
     assert [p.name for p in workdir.iterdir()] == ["precious.txt"]
 
@@ -143,9 +145,7 @@ def test_non_empty_workdir_is_never_overwritten(toy, tmp_path):
 def test_crash_keeps_partial_output_and_says_where(toy, tmp_path):
     workdir = tmp_path / "run"
     with pytest.raises(ExperimentFailed, match=f"partial output kept in {workdir}"):
-        experiment.run(
-            "toy", variant="quick", workdir=workdir, overrides={"fail": True}
-        )
+        runner.run("toy", variant="quick", workdir=workdir, overrides={"fail": True})
     assert (workdir / "metrics.jsonl").exists() and (workdir / "config.json").exists()
     assert "RuntimeError: toy failure" in (workdir / "error.txt").read_text()
     assert "**FAILED:**" in (workdir / "report.md").read_text()
@@ -156,7 +156,7 @@ def test_nan_guard_names_the_step_and_keeps_last_good_checkpoint(toy, tmp_path):
     with pytest.raises(
         ExperimentFailed, match=r"loss became nan at step \d+; last good"
     ):
-        experiment.run(
+        runner.run(
             "toy", variant="quick", workdir=workdir, overrides={"diverge_at_loss": 1e-6}
         )
     kept = sorted(int(p.name) for p in (workdir / "checkpoints" / "train").iterdir())
@@ -164,28 +164,26 @@ def test_nan_guard_names_the_step_and_keeps_last_good_checkpoint(toy, tmp_path):
 
 
 def test_resume_reproduces_an_uninterrupted_run(toy, tmp_path):
-    full = experiment.run("toy", workdir=tmp_path / "full")
+    full = runner.run("toy", workdir=tmp_path / "full")
     partial = tmp_path / "partial"
     with pytest.raises(KeyboardInterrupt):
-        experiment.run("toy", workdir=partial, overrides={"crash_at_step": 35})
+        runner.run("toy", workdir=partial, overrides={"crash_at_step": 35})
     assert (partial / "checkpoints" / "train" / "30").is_dir()
-    resumed = experiment.run("toy", workdir=partial, resume=True)
+    resumed = runner.run("toy", workdir=partial, resume=True)
     assert resumed["w"] == full["w"]
     assert resumed["final_loss"] == full["final_loss"]
 
 
 def test_resume_refuses_a_different_config(toy, tmp_path):
-    experiment.run("toy", variant="quick", workdir=tmp_path / "run")
+    runner.run("toy", variant="quick", workdir=tmp_path / "run")
     with pytest.raises(ChainlabError, match="different config"):
-        experiment.run(
-            "toy", workdir=tmp_path / "run", resume=True, overrides={"steps": 3}
-        )
+        runner.run("toy", workdir=tmp_path / "run", resume=True, overrides={"steps": 3})
     with pytest.raises(ChainlabError, match="holds no run"):
-        experiment.run("toy", workdir=tmp_path / "nothing", resume=True)
+        runner.run("toy", workdir=tmp_path / "nothing", resume=True)
 
 
 def test_reproduce_gathers_reports_and_survives_a_failure(toy, tmp_path):
-    outcome = experiment.reproduce(
+    outcome = runner.reproduce(
         variant="quick", only=["toy_broken", "toy"], workdir=tmp_path / "r"
     )
     assert not outcome.ok

@@ -5,14 +5,14 @@ import math
 
 import pytest
 
-from chainlab import experiment
+from chainlab import runner
 
 METHODS = {"euler", "symplectic_euler", "leapfrog", "rk4"}
 
 
 @pytest.mark.slow
 def test_quick_variant_end_to_end(tmp_path):
-    results = experiment.run("hamiltonian", variant="quick", workdir=tmp_path / "run")
+    results = runner.run("hamiltonian", variant="quick", workdir=tmp_path / "run")
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved == results
     drift = saved["energy_drift"]

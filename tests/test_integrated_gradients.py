@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-import chainlab.experiment
+import chainlab.runner
 from chainlab import attribution
-from chainlab.configs import integrated_gradients as config_module
+from chainlab.runner.configs import integrated_gradients as config_module
 
 
 def test_config_variants():
@@ -24,7 +24,7 @@ def test_config_variants():
 @pytest.mark.slow
 def test_quick_variant_end_to_end(tmp_path):
     workdir = tmp_path / "run"
-    returned = chainlab.experiment.run(
+    returned = chainlab.runner.run(
         "integrated_gradients", variant="quick", workdir=workdir
     )
     results = json.loads((workdir / "results.json").read_text())

@@ -4,12 +4,12 @@ import json
 
 import pytest
 
-from chainlab import experiment
+from chainlab import runner
 
 
 @pytest.mark.slow
 def test_quick_variant_end_to_end(tmp_path):
-    results = experiment.run("islm", variant="quick", workdir=tmp_path / "run")
+    results = runner.run("islm", variant="quick", workdir=tmp_path / "run")
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved == results
     # Mankiw, Macroeconomics, ch. 11, problem 3: Y = 1100, r = 6, Y = 850 + 500 / P.

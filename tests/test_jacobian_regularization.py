@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from chainlab import experiment
+from chainlab import runner
 from chainlab.compilation import eigen_matmul_options
 from chainlab.errors import ExperimentFailed
 
@@ -16,7 +16,7 @@ PENALTY_AGREEMENT = 0.2
 
 @pytest.mark.slow
 def test_quick_variant_end_to_end(tmp_path):
-    results = experiment.run(
+    results = runner.run(
         "jacobian_regularization", variant="quick", workdir=tmp_path / "run"
     )
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -57,7 +57,7 @@ def test_quick_variant_end_to_end(tmp_path):
 
 @pytest.mark.slow
 def test_quick_variant_with_a_cnn(tmp_path):
-    results = experiment.run(
+    results = runner.run(
         "jacobian_regularization",
         variant="quick",
         overrides={
@@ -81,7 +81,7 @@ def test_quick_variant_with_a_cnn(tmp_path):
 
 def test_unknown_architecture_is_refused(tmp_path):
     with pytest.raises(ExperimentFailed, match="architecture must be 'mlp' or 'cnn'"):
-        experiment.run(
+        runner.run(
             "jacobian_regularization",
             variant="quick",
             overrides={"architecture": "resnet"},

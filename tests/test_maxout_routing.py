@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import chainlab.experiment
-from chainlab.experiments.maxout_routing import (
+import chainlab.runner
+from chainlab.runner.experiments.maxout_routing import (
     MaxoutNet,
     analyse,
     routing_forward,
@@ -74,7 +74,7 @@ def test_analysis_sees_the_tie_split_by_jnp_max(tiny):
 
 @pytest.mark.slow
 def test_maxout_routing_quick(tmp_path):
-    returned = chainlab.experiment.run(
+    returned = chainlab.runner.run(
         "maxout_routing", variant="quick", workdir=tmp_path / "run"
     )
     results = json.loads((tmp_path / "run" / "results.json").read_text())

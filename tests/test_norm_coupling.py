@@ -4,15 +4,13 @@ import json
 
 import pytest
 
-import chainlab.experiment
+import chainlab.runner
 
 
 @pytest.mark.slow
 def test_quick_variant_end_to_end(tmp_path):
     workdir = tmp_path / "run"
-    returned = chainlab.experiment.run(
-        "norm_coupling", variant="quick", workdir=workdir
-    )
+    returned = chainlab.runner.run("norm_coupling", variant="quick", workdir=workdir)
     results = json.loads((workdir / "results.json").read_text())
     assert results == returned
     assert results["batch_norm_cross_sample_norm"] > 0

@@ -15,7 +15,7 @@ def test_every_subpackage_is_listed_for_the_wheel():
         ".".join(init.parent.relative_to(ROOT).parts)
         for init in (ROOT / "chainlab").rglob("__init__.py")
     }
-    mapped = {"chainlab.experiments", "chainlab.configs"}
+    mapped = {"chainlab.runner.experiments", "chainlab.runner.configs"}
     assert found | mapped == listed
-    assert setuptools["package-dir"]["chainlab.experiments"] == "experiments"
-    assert setuptools["package-dir"]["chainlab.configs"] == "configs"
+    assert setuptools["package-dir"]["chainlab.runner.experiments"] == "experiments"
+    assert setuptools["package-dir"]["chainlab.runner.configs"] == "configs"

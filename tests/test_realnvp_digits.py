@@ -9,9 +9,9 @@ import numpy as np
 import optax
 import pytest
 
-from chainlab import experiment
+from chainlab import runner
 from chainlab.data import digits
-from chainlab.experiments.realnvp_digits import (
+from chainlab.runner.experiments.realnvp_digits import (
     dequantize_test,
     nearest_distances,
     split_validation,
@@ -21,9 +21,7 @@ from chainlab.experiments.realnvp_digits import (
 
 @pytest.mark.slow
 def test_quick_variant_end_to_end(tmp_path):
-    results = experiment.run(
-        "realnvp_digits", variant="quick", workdir=tmp_path / "run"
-    )
+    results = runner.run("realnvp_digits", variant="quick", workdir=tmp_path / "run")
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved == results
     assert saved["uniform_bits_per_dim"] == pytest.approx(math.log2(17))

@@ -7,18 +7,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from chainlab import experiment
+from chainlab import runner
 from chainlab.errors import ExperimentFailed
-from chainlab.experiments.realnvp_moons import (
+from chainlab.flows import realnvp
+from chainlab.runner.experiments.realnvp_moons import (
     generating_density_nll,
     gradient_pathways,
 )
-from chainlab.flows import realnvp
 
 
 @pytest.mark.slow
 def test_quick_variant_end_to_end(tmp_path):
-    results = experiment.run("realnvp_moons", variant="quick", workdir=tmp_path / "run")
+    results = runner.run("realnvp_moons", variant="quick", workdir=tmp_path / "run")
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved == results
     # The best Gaussian scores ~2.0 nats; 100 steps of a tiny flow already do better,
@@ -81,7 +81,7 @@ def test_generating_density_nll_matches_monte_carlo_entropy():
 )
 def test_bad_config_is_refused(tmp_path, key_, value, match):
     with pytest.raises(ExperimentFailed, match=match):
-        experiment.run(
+        runner.run(
             "realnvp_moons",
             variant="quick",
             overrides={key_: value},

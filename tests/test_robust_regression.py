@@ -4,15 +4,13 @@ import json
 
 import pytest
 
-from chainlab import experiment
+from chainlab import runner
 from chainlab.errors import ExperimentFailed
 
 
 @pytest.mark.slow
 def test_quick_variant_end_to_end(tmp_path):
-    results = experiment.run(
-        "robust_regression", variant="quick", workdir=tmp_path / "run"
-    )
+    results = runner.run("robust_regression", variant="quick", workdir=tmp_path / "run")
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved == results
     squared, huber = saved["param_error_squared"], saved["param_error_huber"]
@@ -40,7 +38,7 @@ def test_quick_variant_end_to_end(tmp_path):
 
 def test_headline_delta_must_be_among_fitted_deltas(tmp_path):
     with pytest.raises(ExperimentFailed, match="huber_delta 2.0 must be one of"):
-        experiment.run(
+        runner.run(
             "robust_regression",
             variant="quick",
             overrides={"huber_delta": 2.0},

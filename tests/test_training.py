@@ -111,7 +111,7 @@ def test_select_best_keeps_the_best_evaluation():
         ({"batch_size": 0}, "batch_size must be in 1..64"),
         ({"batch_size": 65}, "batch_size must be in 1..64"),
         ({"select_best": "val"}, "select_best needs eval_fn"),
-        ({"checkpoint_every": 2}, "checkpoint_every needs a workdir"),
+        ({"checkpoint_every": 2}, "checkpoint_every needs a checkpoint_dir"),
         ({"compiler_options": {"xla_no_such_option": "1"}}, "are not accepted"),
     ],
 )

@@ -4,15 +4,13 @@ import json
 
 import pytest
 
-from chainlab import experiment
+from chainlab import runner
 from chainlab.errors import ExperimentFailed
 
 
 @pytest.mark.slow
 def test_quick_variant_end_to_end(tmp_path):
-    results = experiment.run(
-        "triplet_embedding", variant="quick", workdir=tmp_path / "run"
-    )
+    results = runner.run("triplet_embedding", variant="quick", workdir=tmp_path / "run")
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved == results
     # Chance is 0.1; even the quick run embeds digits well above it.
@@ -39,7 +37,7 @@ def test_quick_variant_end_to_end(tmp_path):
 )
 def test_bad_choices_are_refused(tmp_path, key, value, match):
     with pytest.raises(ExperimentFailed, match=match):
-        experiment.run(
+        runner.run(
             "triplet_embedding",
             variant="quick",
             overrides={key: value},

@@ -1,11 +1,11 @@
 """A run's folder: what an experiment writes and how its report is assembled.
 
-Layout (DESIGN.md)::
+Layout::
 
     config.json     resolved config
     versions.json   python, jax, jaxlib, flax, optax, backend, device count, seed
     metrics.jsonl   training curves, one JSON object per line
-    results.json    final figures (the keys each issue names)
+    results.json    final figures
     report.md       measured | target | source | verdict, notes and figures
     *.png           figures
     checkpoints/    training checkpoints
@@ -15,7 +15,6 @@ non-empty workdir unless asked to ``--resume`` it.
 """
 
 import json
-import math
 import platform
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,22 +23,9 @@ from typing import Any
 
 import numpy as np
 
-_VERDICTS = {True: "pass", False: "FAIL", None: "info"}
+from chainlab.runner.report import Check, make_check, markdown_table, to_json
 
-
-@dataclass
-class Check:
-    """One row of a report: a measured figure against its target."""
-
-    name: str
-    measured: Any
-    target: str
-    source: str
-    passed: bool | None
-
-    def row(self) -> str:
-        cells = (self.name, format_value(self.measured), self.target, self.source)
-        return "| " + " | ".join(cells) + f" | {_VERDICTS[self.passed]} |"
+__all__ = ["Workdir", "to_json", "versions", "write_json"]
 
 
 @dataclass
@@ -61,6 +47,15 @@ class Workdir:
         """Where training checkpoints live (``checkpoints/`` inside the workdir)."""
         return self.path / "checkpoints"
 
+    @property
+    def fit_options(self) -> dict[str, Any]:
+        """The files :func:`chainlab.training.fit` writes: ``fit(..., **options)``."""
+        return {
+            "metrics_path": self.path / "metrics.jsonl",
+            "checkpoint_dir": self.checkpoint_dir,
+            "resume": self.resume,
+        }
+
     def log_metrics(self, step: int, metrics: Mapping[str, Any]) -> None:
         """Append ``{"step": step, **metrics}`` as one line of ``metrics.jsonl``."""
         record = {"step": int(step), **to_json(dict(metrics))}
@@ -77,18 +72,21 @@ class Workdir:
             self.sections.append(f"*{caption}*")
         return target
 
-    def check(
-        self,
-        name: str,
-        measured: Any,
-        *,
-        target: str,
-        source: str,
-        passed: bool | None = None,
-    ) -> None:
-        """Add a row to the report's table; ``passed=None`` marks it informative."""
-        verdict = None if passed is None else bool(passed)
-        self.checks.append(Check(name, to_json(measured), target, source, verdict))
+    def check(self, name: str, measured: Any, *, source: str, **threshold) -> None:
+        """Add a row to the report's table: ``measured`` against one threshold.
+
+        ``threshold`` is one of the keywords of
+        :func:`chainlab.runner.report.make_check` (``at_most=1e-6``,
+        ``close_to=x, rtol=1e-3``, ``info="reported"``, ...); it renders the target
+        text and decides the verdict.
+        """
+        if "target" in threshold:  # transitional: free-text target and verdict
+            passed = threshold.get("passed")
+            verdict = None if passed is None else bool(passed)
+            check = Check(name, to_json(measured), threshold["target"], source, verdict)
+            self.checks.append(check)
+            return
+        self.checks.append(make_check(name, measured, source=source, **threshold))
 
     def note(self, markdown: str) -> None:
         """Add a paragraph or a markdown table to the report."""
@@ -100,49 +98,12 @@ class Workdir:
         if failure:
             lines += [f"**FAILED:** {failure}", ""]
         if self.checks:
-            lines += [
-                "| quantity | measured | target | source | verdict |",
-                "|---|---|---|---|---|",
-                *(check.row() for check in self.checks),
-                "",
-            ]
+            columns = ["quantity", "measured", "target", "source", "verdict"]
+            rows = [check.row() for check in self.checks]
+            lines += [markdown_table(columns, rows), ""]
         for section in self.sections:
             lines += [section, ""]
         return "\n".join(lines)
-
-
-def format_value(value: Any) -> str:
-    """Short human form of a measured value for a table cell."""
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, float):
-        if value == 0 or math.isnan(value) or math.isinf(value):
-            return str(value)
-        magnitude = abs(value)
-        return (
-            f"{value:.3e}" if magnitude < 1e-3 or magnitude >= 1e6 else f"{value:.6g}"
-        )
-    if isinstance(value, dict):
-        return ", ".join(f"{k}: {format_value(v)}" for k, v in value.items())
-    return str(value)
-
-
-def to_json(value: Any) -> Any:
-    """Convert numpy / jax scalars and arrays inside ``value`` to plain Python."""
-    if isinstance(value, Mapping):
-        return {str(k): to_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_json(v) for v in value]
-    if isinstance(value, bool | int | float | str) or value is None:
-        return value
-    array = np.asarray(value)
-    if array.dtype == bool:
-        return array.tolist()
-    if np.issubdtype(array.dtype, np.integer):
-        return array.tolist()
-    if np.issubdtype(array.dtype, np.floating):
-        return array.astype(float).tolist()
-    return str(value)
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -74,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _list() -> int:
-    from chainlab.experiment import describe, list_experiments
+    from chainlab.runner.registry import describe, list_experiments
 
     names = list_experiments()
     width = max(map(len, names), default=0)
@@ -88,8 +88,8 @@ def _list() -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from chainlab.configuration import parse_assignments
-    from chainlab.experiment import get_config
+    from chainlab.runner.overrides import parse_assignments
+    from chainlab.runner.registry import get_config
 
     config = get_config(
         args.name,
@@ -102,8 +102,8 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from chainlab.configuration import parse_assignments
-    from chainlab.experiment import default_workdir, run
+    from chainlab.runner.execution import default_workdir, run
+    from chainlab.runner.overrides import parse_assignments
     from chainlab.training import maybe_initialize_distributed
 
     if args.resume and not args.workdir:
@@ -125,7 +125,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from chainlab.experiment import reproduce
+    from chainlab.runner.reproduction import reproduce
     from chainlab.training import maybe_initialize_distributed
 
     maybe_initialize_distributed()

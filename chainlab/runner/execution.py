@@ -1,0 +1,144 @@
+"""Running one experiment: its workdir, its config on disk, its report.
+
+From Python::
+
+    import chainlab
+    results = chainlab.run("activation_kinks", variant="quick")
+"""
+
+import json
+import shutil
+import time
+import traceback
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+
+from chainlab.errors import ChainlabError, ExperimentFailed
+from chainlab.runner.registry import describe, experiment_module, get_config
+from chainlab.runner.workdir import Workdir, to_json, versions, write_json
+
+__all__ = ["default_workdir", "prepare_workdir", "run"]
+
+
+def default_workdir(name: str) -> Path:
+    """``runs/NAME/<timestamp>``."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    return Path("runs") / name / stamp
+
+
+def prepare_workdir(path: Path, resume: bool) -> None:
+    """Check ``path`` can hold a new run (or holds one to resume); create it."""
+    if resume:
+        if not (path / "config.json").is_file():
+            raise ChainlabError(
+                f"cannot resume: {str(path)!r} holds no run (no config.json)"
+            )
+        return
+    if path.exists() and not path.is_dir():
+        raise ChainlabError(f"workdir {str(path)!r} exists and is not a folder")
+    if path.is_dir() and any(path.iterdir()):
+        raise ChainlabError(
+            f"workdir {str(path)!r} is not empty; nothing was overwritten. Use "
+            "--resume to continue that run or choose a new --workdir"
+        )
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def _resume_config(
+    path: Path, config: ml_collections.ConfigDict, explicit: bool
+) -> ml_collections.ConfigDict:
+    """On resume the saved config wins; an explicit different one is refused."""
+    saved = json.loads((path / "config.json").read_text())
+    if explicit and to_json(config.to_dict()) != saved:
+        raise ChainlabError(
+            f"cannot resume {str(path)!r} with a different config; drop --variant/"
+            "--set/--config to continue it as saved"
+        )
+    return ml_collections.ConfigDict(saved)
+
+
+def run(
+    name: str,
+    *,
+    variant: str = "",
+    overrides: Mapping[str, Any] | None = None,
+    config_file: str | Path | None = None,
+    workdir: str | Path | None = None,
+    resume: bool = False,
+) -> dict:
+    """Run one experiment and return its results (also written to ``results.json``).
+
+    Args:
+      name: an experiment from :func:`list_experiments`.
+      variant: ``""`` for the paper-scale run, ``"quick"`` for a smoke test.
+      overrides: dotted config keys to replace, e.g. ``{"train.steps": 100}``.
+      config_file: a JSON file of overrides (e.g. an earlier run's config.json).
+      workdir: where to write; default ``runs/NAME/<timestamp>``. Must be new or empty
+        unless ``resume`` is set.
+      resume: continue the run in ``workdir`` from its last checkpoint.
+
+    Raises:
+      ChainlabError: for anything wrong with the request; also when the experiment
+        itself fails, after writing what it had into the workdir.
+    """
+    module = experiment_module(name)
+    config = get_config(name, variant, overrides=overrides, config_file=config_file)
+    path = Path(workdir) if workdir is not None else default_workdir(name)
+    prepare_workdir(path, resume)
+    if resume:
+        explicit = bool(variant or overrides or config_file)
+        config = _resume_config(path, config, explicit)
+    else:
+        write_json(path / "config.json", config.to_dict())
+    seed = int(config.get("seed", 0))
+    write_json(path / "versions.json", {**versions(seed), "experiment": name})
+    _use_compilation_cache()
+
+    work = Workdir(path=path, resume=resume)
+    title = f"{name}: {describe(name)}"
+    start = time.perf_counter()
+    try:
+        results = module.run(config, work)
+    except Exception as error:
+        elapsed = time.perf_counter() - start
+        (path / "error.txt").write_text(traceback.format_exc())
+        reason = f"{type(error).__name__}: {error}".splitlines()[0]
+        header = _header(variant, seed, elapsed, failed=True)
+        _write_report(path, work.render_report(title, header, failure=reason))
+        raise ExperimentFailed(
+            f"experiment {name} failed: {reason} (partial output kept in {path}, "
+            "traceback in error.txt)"
+        ) from error
+    elapsed = time.perf_counter() - start
+    write_json(path / "results.json", results)
+    header = _header(variant, seed, elapsed, failed=False)
+    _write_report(path, work.render_report(title, header))
+    return to_json(results)
+
+
+def _header(variant: str, seed: int, elapsed: float, *, failed: bool) -> str:
+    shown = variant or "default (paper scale)"
+    state = "failed after" if failed else "finished in"
+    return f"variant: {shown} · seed: {seed} · {state} {elapsed:.1f} s"
+
+
+def _write_report(path: Path, text: str) -> None:
+    report = path / "report.md"
+    if report.exists():  # a resumed run keeps the earlier report beside the new one
+        shutil.copy(report, path / f"report.{int(time.time())}.md")
+    report.write_text(text)
+
+
+def _use_compilation_cache() -> None:
+    """Persist compiled programs across runs unless the user configured a cache."""
+    import jax
+
+    if jax.config.jax_compilation_cache_dir is None:
+        cache = Path.home() / ".cache" / "chainlab" / "jax"
+        jax.config.update("jax_compilation_cache_dir", str(cache))
+        # Most programs here compile in well under JAX's default 1 s threshold.
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
