@@ -27,12 +27,14 @@ from jax.sharding import PartitionSpec as P
 
 from chainlab.compilation import compiles_with
 from chainlab.errors import ChainlabError
+from chainlab.losses import cross_entropy
 from chainlab.progress import progress
 
 __all__ = [
     "CallTime",
     "FitResult",
     "TrainingDiverged",
+    "classification_loss",
     "data_mesh",
     "fit",
     "interleaved_median_ms",
@@ -68,6 +70,30 @@ class FitResult(NamedTuple):
     history: list[dict]
     best_params: Params
     best_step: int
+
+
+def classification_loss(apply: Callable[[Params, jax.Array], jax.Array]) -> LossFn:
+    """The mean cross-entropy loss of a classifier, as :func:`fit` takes it.
+
+    ``apply(params, x_batch) -> logits`` is a Flax linen ``module.apply``, or for Flax
+    NNX ``graphdef, state = nnx.split(model)`` with ``lambda s, x: nnx.merge(graphdef,
+    s)(x)``. The returned ``loss_fn(params, (x, y), key)`` is
+    ``mean_i cross_entropy(apply(params, x)_i, y_i)`` (:func:`chainlab.losses.cross_entropy`).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> loss_fn = classification_loss(lambda w, x: x @ w)
+      >>> x, y = jnp.ones((4, 3)), jnp.zeros(4, dtype=jnp.int32)
+      >>> round(float(loss_fn(jnp.zeros((3, 2)), (x, y), None)), 4)
+      0.6931
+    """
+
+    def loss_fn(params: Params, batch: tuple[jax.Array, jax.Array], key) -> jax.Array:
+        del key  # deterministic
+        x, y = batch
+        return jnp.mean(cross_entropy(apply(params, x), y))
+
+    return loss_fn
 
 
 def maybe_initialize_distributed() -> bool:
