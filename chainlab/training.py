@@ -78,7 +78,8 @@ def classification_loss(apply: Callable[[Params, jax.Array], jax.Array]) -> Loss
     ``apply(params, x_batch) -> logits`` is a Flax linen ``module.apply``, or for Flax
     NNX ``graphdef, state = nnx.split(model)`` with ``lambda s, x: nnx.merge(graphdef,
     s)(x)``. The returned ``loss_fn(params, (x, y), key)`` is
-    ``mean_i cross_entropy(apply(params, x)_i, y_i)`` (:func:`chainlab.losses.cross_entropy`).
+    ``mean_i cross_entropy(apply(params, x)_i, y_i)``, with
+    :func:`chainlab.losses.cross_entropy`.
 
     Example:
       >>> import jax.numpy as jnp
