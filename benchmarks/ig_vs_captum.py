@@ -1,8 +1,9 @@
 """Integrated gradients: chainlab (JAX) against Captum (PyTorch) on the same MLP.
 
-Protocol (issue 6): the digits classifier of the ``integrated_gradients`` experiment
-(tanh MLP 64-128-128-10, trained with chainlab, its weights copied into a
-``torch.nn.Sequential``), the first 200 test images (x / 16), the predicted class, a
+Protocol: a digits classifier as in the ``integrated_gradients`` experiment (tanh MLP
+64-128-128-10, Adam 1e-3, batch 128, trained with ``chainlab.training.fit``, its
+weights copied into a ``torch.nn.Sequential`` by ``benchmarks/torch_models.py``), the
+first 200 test images (chainlab.data, digits protocol: x / 16), the predicted class, a
 zero baseline, 50 Gauss-Legendre steps. Targets: attributions agree to 1e-4 (relative
 L2 per image, worst image) and chainlab is at least 10x faster per image. Captum runs
 all 200 x 50 path points in one batch (its default ``internal_batch_size=None``);
@@ -37,34 +38,40 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+from torch_models import torch_mlp
 
 from chainlab.attribution import completeness_delta, integrated_gradients
-from chainlab.data import digits
-from chainlab.runner.configs.integrated_gradients import get_config
-from chainlab.runner.experiments.integrated_gradients import train_classifier
+from chainlab.data import digits_for_classifier
+from chainlab.models import MLP
+from chainlab.robustness import accuracy
+from chainlab.training import classification_loss, fit
 
-AGREEMENT = 1e-4  # issue 6: relative, worst image
-SPEEDUP = 10.0  # issue 6: chainlab at least 10x faster per image
-CAPTUM_REFERENCE_MS = 0.6  # issue 6: Captum per image on this machine class
+AGREEMENT = 1e-4  # relative, worst image
+SPEEDUP = 10.0  # chainlab at least 10x faster per image
+CAPTUM_REFERENCE_MS = 0.6  # Captum per image on the recorded machine (README.md)
+HIDDEN = (128, 128)
+BATCH_SIZE = 128
+LEARNING_RATE = 1e-3
 
 
-def _torch_model(params: dict):
-    """A ``torch.nn.Sequential`` holding the Flax MLP's weights (kernels transposed)."""
-    import torch
-
-    dense = params["params"]
-    names = sorted(dense, key=lambda name: int(name.split("_")[-1]))
-    layers = []
-    for i, name in enumerate(names):
-        kernel = np.asarray(dense[name]["kernel"])
-        linear = torch.nn.Linear(*kernel.shape)
-        with torch.no_grad():
-            linear.weight.copy_(torch.tensor(kernel.T))
-            linear.bias.copy_(torch.tensor(np.asarray(dense[name]["bias"])))
-        layers.append(linear)
-        if i < len(names) - 1:
-            layers.append(torch.nn.Tanh())
-    return torch.nn.Sequential(*layers).eval()
+def train_classifier(steps: int, split) -> tuple[MLP, dict, float]:
+    """The digits MLP trained by ``fit``; returns it, its params and test accuracy."""
+    model = MLP((*HIDDEN, 10))
+    params = model.init(jax.random.key(0), split.x_train[:1])
+    params = fit(
+        classification_loss(model.apply),
+        params,
+        optax.adam(LEARNING_RATE),
+        (split.x_train, split.y_train),
+        steps=steps,
+        batch_size=BATCH_SIZE,
+    ).params
+    return (
+        model,
+        params,
+        float(accuracy(model.apply, params, split.x_test, split.y_test)),
+    )
 
 
 def _median_ms(fn, repeats: int) -> tuple[float, float]:
@@ -92,15 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
 
-    config = get_config()
-    config.train_steps = args.train_steps
-    config.eval_every = 0
-    model, params, accuracy = train_classifier(config)
-    xs = jnp.asarray(digits().x_test[: args.images] / 16.0)
+    split = digits_for_classifier()
+    model, params, test_accuracy = train_classifier(args.train_steps, split)
+    xs = jnp.asarray(split.x_test[: args.images])
     ys = jnp.argmax(model.apply(params, xs), axis=-1)
     print(
         f"MLP 64-128-128-10 tanh, {args.train_steps} training steps, "
-        f"test accuracy {accuracy:.4f}; {args.images} images, {args.steps} "
+        f"test accuracy {test_accuracy:.4f}; {args.images} images, {args.steps} "
         "Gauss-Legendre steps, zero baseline, predicted class"
     )
 
@@ -119,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     ours = np.asarray(run_chainlab())
     delta = jax.vmap(
         lambda x, y, a: completeness_delta(
-            lambda z: model.apply(params, z)[y], x, None, a, relative=True
+            lambda z: model.apply(params, z)[y], x, a, relative=True
         )
     )(xs, ys, jnp.asarray(ours))
     print(
@@ -138,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chainlab: {ms / args.images:.4f} ms per image ({ms:.1f} ms per batch)")
         return 0
 
-    net = _torch_model(params)
+    net = torch_mlp(params).eval()
     inputs = torch.tensor(np.asarray(xs, np.float32))
     targets = torch.tensor(np.asarray(ys, np.int64))
     explainer = IntegratedGradients(net)

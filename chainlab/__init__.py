@@ -3,7 +3,8 @@
 Library modules, each one concept, load on first use (``import chainlab`` is cheap):
 ``chainlab.activations``, ``chainlab.normalization``, ``chainlab.attention``,
 ``chainlab.losses``, ``chainlab.layers``, ``chainlab.flows``, ``chainlab.regularizers``,
-``chainlab.attribution``, ``chainlab.robustness``, ``chainlab.science``,
+``chainlab.attribution``, ``chainlab.robustness``, ``chainlab.embedding``,
+``chainlab.regression``, ``chainlab.science``,
 ``chainlab.gradcheck``, ``chainlab.models``, ``chainlab.data``, ``chainlab.training``
 and ``chainlab.compilation``. Experiments run through :func:`chainlab.run`,
 :func:`chainlab.reproduce` or the ``chainlab`` command line (``chainlab.runner``).
@@ -27,12 +28,14 @@ _SUBMODULES = (
     "attribution",
     "compilation",
     "data",
+    "embedding",
     "flows",
     "gradcheck",
     "layers",
     "losses",
     "models",
     "normalization",
+    "regression",
     "regularizers",
     "robustness",
     "runner",

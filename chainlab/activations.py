@@ -18,7 +18,11 @@ Conventions at the kink:
   piece index and is never split.
 
 Integer and boolean inputs are promoted to the default floating dtype; complex inputs
-are refused (a kink has no meaning there).
+are refused (a kink has no meaning there). The knobs ``slope`` and ``alpha`` are
+inputs like ``x`` (positional, so ``jax.grad(f, argnums=1)`` learns them, as PReLU
+does); their values are checked whenever they are concrete, and under ``jax.jit`` (a
+traced knob) they are not checked (see :mod:`chainlab.validation`). Shapes are checked
+at trace time, under ``jit`` too.
 """
 
 import functools
@@ -28,30 +32,17 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from chainlab.validation import (
+    as_real_float,
+    check_broadcastable,
+    check_choice,
+    check_finite,
+    check_nonnegative,
+    check_rank,
+    check_shape,
+)
+
 ELU_SIDES = ("right", "left")
-
-
-def _as_real_float(x: ArrayLike, name: str) -> jax.Array:
-    """``x`` as a real floating array (ints and bools promoted), else TypeError."""
-    x = jnp.asarray(x)
-    if jnp.issubdtype(x.dtype, jnp.complexfloating):
-        raise TypeError(f"{name} must be real, got dtype {x.dtype}")
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(jnp.result_type(float))
-    return x
-
-
-def _check_parameter(parameter: jax.Array, x: jax.Array, name: str) -> None:
-    """A knob must be a scalar or broadcast against ``x`` at equal rank."""
-    shapes_broadcast = parameter.ndim == x.ndim and all(
-        a == b or 1 in (a, b) for a, b in zip(parameter.shape, x.shape, strict=True)
-    )
-    if parameter.ndim != 0 and not shapes_broadcast:
-        raise ValueError(
-            f"{name} must be a scalar or an array of the input's rank that broadcasts"
-            f" against it, got shape {parameter.shape} for input shape {x.shape}"
-        )
-
 
 # --- relu ---------------------------------------------------------------------------
 
@@ -94,7 +85,7 @@ def relu(x: ArrayLike) -> jax.Array:
       >>> float(jax.grad(relu)(0.0)), float(jax.grad(relu)(1.0))
       (0.0, 1.0)
     """
-    return _relu(_as_real_float(x, "relu input"))
+    return _relu(as_real_float("x", x))
 
 
 # --- leaky relu ---------------------------------------------------------------------
@@ -129,8 +120,9 @@ def leaky_relu(x: ArrayLike, slope: ArrayLike = 0.01) -> jax.Array:
 
     Args:
       x: any array.
-      slope: the slope for x <= 0; a scalar or an array broadcastable to ``x`` (same
-        rank, or a scalar).
+      slope: the slope for x <= 0, any finite real (negative slopes are allowed); a
+        scalar or an array broadcastable to ``x`` (same rank, or a scalar). Checked
+        finite when concrete; a traced slope (under ``jit``) is not checked.
 
     Returns:
       An array of the broadcast shape of ``x`` and ``slope``.
@@ -143,9 +135,10 @@ def leaky_relu(x: ArrayLike, slope: ArrayLike = 0.01) -> jax.Array:
       >>> round(float(jax.grad(leaky_relu)(0.0, 0.1)), 4)
       0.1
     """
-    x = _as_real_float(x, "leaky_relu input")
-    slope = _as_real_float(slope, "leaky_relu slope")
-    _check_parameter(slope, x, "leaky_relu slope")
+    x = as_real_float("x", x)
+    slope = as_real_float("slope", slope)
+    check_broadcastable("slope", slope, x.shape)
+    check_finite("slope", slope)
     return _leaky_relu(x, slope)
 
 
@@ -193,8 +186,9 @@ def elu(
 
     Args:
       x: any array.
-      alpha: the saturation value for x -> -inf is ``-alpha``; a scalar or an array
-        broadcastable to ``x`` (same rank, or a scalar).
+      alpha: the saturation value for x -> -inf is ``-alpha``, ``alpha >= 0``; a
+        scalar or an array broadcastable to ``x`` (same rank, or a scalar). Checked
+        when concrete; a traced alpha (under ``jit``) is not checked.
       side: ``"right"`` or ``"left"``, the one-sided derivative used at x == 0.
 
     Returns:
@@ -210,11 +204,11 @@ def elu(
       >>> float(right(0.0)), float(left(0.0))
       (1.0, 0.5)
     """
-    if side not in ELU_SIDES:
-        raise ValueError(f"elu side must be one of {ELU_SIDES}, got {side!r}")
-    x = _as_real_float(x, "elu input")
-    alpha = _as_real_float(alpha, "elu alpha")
-    _check_parameter(alpha, x, "elu alpha")
+    check_choice("side", side, ELU_SIDES)
+    x = as_real_float("x", x)
+    alpha = as_real_float("alpha", alpha)
+    check_broadcastable("alpha", alpha, x.shape)
+    check_nonnegative("alpha", alpha)
     return _elu(x, alpha, side == "right")
 
 
@@ -270,24 +264,13 @@ def maxout(x: ArrayLike, weight: ArrayLike, bias: ArrayLike) -> jax.Array:
       >>> jax.grad(lambda b: maxout(jnp.array([0.0]), w, b)[0])(b).ravel().tolist()
       [1.0, 0.0]
     """
-    x = _as_real_float(x, "maxout input")
-    weight = _as_real_float(weight, "maxout weight")
-    bias = _as_real_float(bias, "maxout bias")
-    if weight.ndim != 3:
-        raise ValueError(
-            f"maxout weight must have shape (k, d_in, d_out), got {weight.shape}"
-        )
+    x = as_real_float("x", x)
+    weight = as_real_float("weight", weight)
+    bias = as_real_float("bias", bias)
+    check_rank("weight", weight, 3)
     k, d_in, d_out = weight.shape
-    if x.ndim < 1 or x.shape[-1] != d_in:
-        raise ValueError(
-            f"maxout input must have shape (..., {d_in}) to match weight"
-            f" {weight.shape}, got {x.shape}"
-        )
-    if bias.shape != (k, d_out):
-        raise ValueError(
-            f"maxout bias must have shape {(k, d_out)} to match weight {weight.shape},"
-            f" got {bias.shape}"
-        )
+    check_shape("x", x, (..., d_in))
+    check_shape("bias", bias, (k, d_out))
     z = jnp.einsum("...i,pio->...po", x, weight)
     z = z + jnp.broadcast_to(bias, z.shape)
     return _max_over_pieces(z)

@@ -21,6 +21,11 @@ Learned logit scales are known to grow without bound on separable data (Radford 
 2021, clip the CLIP logit scale at 100), so ``temperature_from_log`` takes an optional
 clip.
 
+``tau`` (and the clip bounds) are checked ``> 0`` whenever they are concrete; a ``tau``
+traced under ``jax.jit`` or ``vmap`` (a learned temperature, one per head) is not
+checked (see :mod:`chainlab.validation`). Shapes and dtypes are checked at trace time,
+under ``jit`` too.
+
 Reference: A. Vaswani et al., "Attention Is All You Need", NeurIPS 2017; A. Radford et
 al., "Learning Transferable Visual Models From Natural Language Supervision", ICML 2021.
 """
@@ -31,59 +36,41 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from chainlab.validation import (
+    as_real_float,
+    check_dtype,
+    check_positive,
+    check_rank,
+    check_shape,
+)
+
 __all__ = ["attention", "attention_tau_grad", "temperature_from_log"]
 
 
-def _check_qkv(name: str, q: jax.Array, k: jax.Array, v: jax.Array) -> None:
-    if q.ndim < 2 or k.ndim < 2 or v.ndim < 2:
-        raise ValueError(
-            f"{name}: q, k and v must have shapes (..., Tq, d), (..., Tk, d) and "
-            f"(..., Tk, dv); got {q.shape}, {k.shape} and {v.shape}."
-        )
-    if not (q.shape[:-2] == k.shape[:-2] == v.shape[:-2]):
-        raise ValueError(
-            f"{name}: q, k and v must share the batch prefix (...); got "
-            f"{q.shape[:-2]}, {k.shape[:-2]} and {v.shape[:-2]}."
-        )
-    if q.shape[-1] != k.shape[-1]:
-        raise ValueError(
-            f"{name}: q and k must have the same feature size d; got {q.shape[-1]} "
-            f"and {k.shape[-1]}."
-        )
-    if k.shape[-2] != v.shape[-2]:
-        raise ValueError(
-            f"{name}: k and v must have the same number of keys Tk; got "
-            f"{k.shape[-2]} and {v.shape[-2]}."
-        )
+def _inputs(q: ArrayLike, k: ArrayLike, v: ArrayLike, tau: ArrayLike):
+    """q, k, v and tau as real floating arrays, their shapes and tau's sign checked."""
+    q, k, v = (as_real_float(n, a) for n, a in (("q", q), ("k", k), ("v", v)))
+    check_shape("q", q, (..., None, None))
+    prefix, d = q.shape[:-2], q.shape[-1]
+    check_shape("k", k, (*prefix, None, d))
+    check_shape("v", v, (*prefix, k.shape[-2], None))
+    # One scalar temperature; vmap over heads for one temperature per head.
+    check_rank("tau", tau, 0)
+    check_positive("tau", tau)
+    return q, k, v, jnp.asarray(tau)
 
 
-def _check_tau(name: str, tau: ArrayLike) -> jax.Array:
-    # The sign can be checked only for a Python number (an array may be traced).
-    if isinstance(tau, int | float) and not tau > 0:
-        raise ValueError(f"{name}: tau must be a positive temperature; got {tau}.")
-    tau = jnp.asarray(tau)
-    if tau.ndim != 0:
-        raise ValueError(
-            f"{name}: tau must be a scalar (vmap over heads for one temperature per "
-            f"head); got shape {tau.shape}."
-        )
-    return tau
-
-
-def _mask_for(name: str, mask: ArrayLike | None, shape: tuple[int, ...]):
+def _mask_for(mask: ArrayLike | None, shape: tuple[int, ...]):
     if mask is None:
         return None
     mask = jnp.asarray(mask)
-    if mask.dtype != jnp.bool_:
-        raise TypeError(
-            f"{name}: mask must be boolean (True = attend); got dtype {mask.dtype}."
-        )
+    check_dtype("mask", mask, jnp.bool_)
     try:
         return jnp.broadcast_to(mask, shape)
     except ValueError:
         raise ValueError(
-            f"{name}: mask of shape {mask.shape} does not broadcast to the logits "
-            f"shape (..., Tq, Tk) = {shape}."
+            f"mask must broadcast to the logits shape (..., Tq, Tk) = {shape}, got "
+            f"{mask.shape}"
         ) from None
 
 
@@ -122,8 +109,9 @@ def attention(
         q: queries ``(..., Tq, d)``.
         k: keys ``(..., Tk, d)``.
         v: values ``(..., Tk, dv)``.
-        tau: positive scalar temperature (may be traced, e.g. a learned parameter;
-            see ``temperature_from_log``). No ``1/sqrt(d)`` is applied for you.
+        tau: scalar temperature ``> 0``, checked when concrete; it may be traced
+            (a learned parameter, see ``temperature_from_log``), and is then not
+            checked. No ``1/sqrt(d)`` is applied for you.
         mask: boolean, broadcastable to ``(..., Tq, Tk)``; True = the query may attend
             to that key. Masked keys get weight exactly 0 and no gradient. A query whose
             row is fully masked attends to nothing: its output is 0 and its gradients
@@ -140,10 +128,8 @@ def attention(
         >>> round(float(attention(q, k, v, tau=1.0)[0, 0]), 4)  # e / (e + 1)
         0.7311
     """
-    q, k, v = jnp.asarray(q), jnp.asarray(k), jnp.asarray(v)
-    _check_qkv("attention", q, k, v)
-    tau = _check_tau("attention", tau)
-    mask = _mask_for("attention", mask, q.shape[:-1] + (k.shape[-2],))
+    q, k, v, tau = _inputs(q, k, v, tau)
+    mask = _mask_for(mask, q.shape[:-1] + (k.shape[-2],))
     _, weights = _logits_and_weights(q, k, tau, mask)
     return jnp.einsum("...qk,...kv->...qv", weights, v)
 
@@ -172,7 +158,7 @@ def attention_tau_grad(
 
     Args:
         q, k, v: as in ``attention``.
-        tau: positive scalar temperature.
+        tau: scalar temperature ``> 0`` (checked when concrete, as in ``attention``).
         cotangent: ``dL/dout``, shape ``(..., Tq, dv)``.
         mask: as in ``attention``.
 
@@ -190,17 +176,10 @@ def attention_tau_grad(
         >>> round(float(closed), 4), round(float(auto), 4)
         (-0.0308, -0.0308)
     """
-    q, k, v = jnp.asarray(q), jnp.asarray(k), jnp.asarray(v)
-    cotangent = jnp.asarray(cotangent)
-    _check_qkv("attention_tau_grad", q, k, v)
-    tau = _check_tau("attention_tau_grad", tau)
-    out_shape = q.shape[:-1] + (v.shape[-1],)
-    if cotangent.shape != out_shape:
-        raise ValueError(
-            f"attention_tau_grad: cotangent must have the output shape (..., Tq, dv) "
-            f"= {out_shape}; got {cotangent.shape}."
-        )
-    mask = _mask_for("attention_tau_grad", mask, q.shape[:-1] + (k.shape[-2],))
+    q, k, v, tau = _inputs(q, k, v, tau)
+    cotangent = as_real_float("cotangent", cotangent)
+    check_shape("cotangent", cotangent, q.shape[:-1] + v.shape[-1:])
+    mask = _mask_for(mask, q.shape[:-1] + (k.shape[-2],))
     z, weights = _logits_and_weights(q, k, tau, mask)
     g = jnp.einsum("...qv,...kv->...qk", cotangent, v)
     mean_g = jnp.sum(weights * g, axis=-1, keepdims=True)
@@ -231,8 +210,8 @@ def temperature_from_log(
 
     Args:
         log_tau: the parameter, any shape.
-        min_tau: lower bound on ``tau`` (positive), or ``None``.
-        max_tau: upper bound on ``tau``, or ``None``.
+        min_tau: lower bound on ``tau`` (``> 0``), or ``None``.
+        max_tau: upper bound on ``tau`` (``>= min_tau``), or ``None``.
 
     Example:
         >>> round(float(temperature_from_log(0.0)), 4)
@@ -241,18 +220,11 @@ def temperature_from_log(
         0.01
     """
     for label, bound in (("min_tau", min_tau), ("max_tau", max_tau)):
-        if bound is not None and not bound > 0:
-            raise ValueError(
-                f"temperature_from_log: {label} must be positive or None; got {bound}."
-            )
+        if bound is not None:
+            check_positive(label, bound)
     if min_tau is not None and max_tau is not None and min_tau > max_tau:
-        raise ValueError(
-            f"temperature_from_log: min_tau ({min_tau}) must not exceed max_tau "
-            f"({max_tau})."
-        )
-    log_tau = jnp.asarray(log_tau)
-    if not jnp.issubdtype(log_tau.dtype, jnp.floating):
-        log_tau = log_tau.astype(jnp.result_type(float))
+        raise ValueError(f"max_tau must be >= min_tau = {min_tau}, got {max_tau}")
+    log_tau = as_real_float("log_tau", log_tau)
     if min_tau is not None:
         low = math.log(min_tau)
         log_tau = jnp.where(log_tau < low, low, log_tau)

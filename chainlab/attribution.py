@@ -19,6 +19,14 @@ are evaluated in one vectorised pass (``jax.vmap`` of ``jax.grad``); ``chunk_siz
 bounds the memory by scanning over chunks of nodes instead. Batches are done with
 ``jax.vmap`` over inputs.
 
+Every function here takes the model as a closure ``f(x)`` of one example, returning a
+scalar (like ``jax.grad``): for a Flax linen model, ``lambda x: model.apply(params,
+x)[label]``; for Flax NNX, ``graphdef, state = nnx.split(model)`` and ``lambda x:
+nnx.merge(graphdef, state)(x)[label]``. Batches are ``jax.vmap`` over examples (and
+labels). Settings (``steps >= 1``, ``sigma > 0``, ``rtol > 0``, ...) are Python values
+that fix the program and are always checked; shapes and dtypes are checked at trace
+time, under ``jit`` too.
+
 Also here: baselines (``blurred_baseline``, ``uniform_baselines`` for expected
 gradients), a general path (``path_integrated_gradients``), a step-doubling helper
 (``integrated_gradients_to_tolerance``), plain ``gradient_x_input`` and the faithfulness
@@ -27,12 +35,22 @@ check ``deletion_curve``.
 
 import functools
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
+
+from chainlab.validation import (
+    as_real_float,
+    check_at_least,
+    check_choice,
+    check_dtype,
+    check_positive,
+    check_scalar_output,
+    check_shape,
+)
 
 __all__ = [
     "METHODS",
@@ -49,7 +67,14 @@ __all__ = [
     "uniform_baselines",
 ]
 
-METHODS = (
+Method = Literal[
+    "riemann_left",
+    "riemann_right",
+    "riemann_middle",
+    "riemann_trapezoid",
+    "gausslegendre",
+]
+METHODS: tuple[Method, ...] = (
     "riemann_left",
     "riemann_right",
     "riemann_middle",
@@ -58,7 +83,7 @@ METHODS = (
 )
 
 
-def quadrature_rule(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
+def quadrature_rule(method: Method, steps: int) -> tuple[np.ndarray, np.ndarray]:
     """Nodes ``alpha_k`` in [0, 1] and weights ``w_k`` of a rule for ``int_0^1``.
 
     With ``n = steps``:
@@ -92,13 +117,8 @@ def quadrature_rule(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
       >>> alphas.tolist(), weights.tolist()
       ([0.0, 0.5, 1.0], [0.25, 0.5, 0.25])
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
-    smallest = 2 if method == "riemann_trapezoid" else 1
-    if not isinstance(steps, int | np.integer) or isinstance(steps, bool):
-        raise TypeError(f"steps must be a Python int, got {type(steps).__name__}")
-    if steps < smallest:
-        raise ValueError(f"{method} needs steps >= {smallest}, got {steps}")
+    check_choice("method", method, METHODS)
+    check_at_least("steps", steps, 2 if method == "riemann_trapezoid" else 1)
     n = int(steps)
     if method == "gausslegendre":
         nodes, weights = np.polynomial.legendre.leggauss(n)
@@ -113,35 +133,20 @@ def quadrature_rule(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _as_input(x: ArrayLike, baseline: ArrayLike | None) -> tuple[jax.Array, jax.Array]:
     """``x`` and ``baseline`` as arrays of one real floating dtype and one shape."""
-    x = jnp.asarray(x)
-    baseline = jnp.zeros_like(x) if baseline is None else jnp.asarray(baseline)
+    x = as_real_float("x", x)
+    if baseline is None:
+        return x, jnp.zeros_like(x)
+    baseline = as_real_float("baseline", baseline)
+    check_shape("baseline", baseline, x.shape)
     dtype = jnp.result_type(x, baseline)
-    if jnp.issubdtype(dtype, jnp.complexfloating):
-        raise TypeError(f"inputs must be real, got dtype {dtype}")
-    if not jnp.issubdtype(dtype, jnp.floating):
-        dtype = jnp.result_type(float)
-    if baseline.shape != x.shape:
-        raise ValueError(
-            f"baseline shape {baseline.shape} must equal the input shape {x.shape}"
-        )
     return x.astype(dtype), baseline.astype(dtype)
 
 
-def _check_scalar(f: Callable[[jax.Array], ArrayLike], x: jax.Array) -> None:
-    """Refuse a non-scalar ``f`` before tracing its gradient."""
-    out = jax.eval_shape(f, jax.ShapeDtypeStruct(x.shape, x.dtype))
-    if getattr(out, "shape", None) != ():
-        raise ValueError(
-            f"f must return a scalar, got shape {getattr(out, 'shape', type(out))}; "
-            "select one output, e.g. lambda x: model(x)[label]"
-        )
+_SCALAR_HINT = "; select one output, e.g. lambda x: model.apply(params, x)[label]"
 
 
-def _check_chunk_size(chunk_size: int | None) -> None:
-    if chunk_size is not None and (
-        not isinstance(chunk_size, int | np.integer) or chunk_size < 1
-    ):
-        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size}")
+def _like(x: jax.Array) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct(x.shape, x.dtype)
 
 
 def _integrate(
@@ -152,7 +157,8 @@ def _integrate(
     chunk_size: int | None,
 ) -> jax.Array:
     """``sum_k w_k integrand(alpha_k)``, all nodes in one pass or in chunks."""
-    _check_chunk_size(chunk_size)
+    if chunk_size is not None:
+        check_at_least("chunk_size", chunk_size, 1)
     alphas, weights = quadrature_rule(method, steps)
     if chunk_size is None or chunk_size >= steps:
         values = jax.vmap(integrand)(jnp.asarray(alphas, like.dtype))
@@ -179,10 +185,10 @@ def _integrate(
 def integrated_gradients(
     f: Callable[[jax.Array], ArrayLike],
     x: ArrayLike,
-    baseline: ArrayLike | None = None,
     *,
+    baseline: ArrayLike | None = None,
     steps: int = 50,
-    method: str = "gausslegendre",
+    method: Method = "gausslegendre",
     chunk_size: int | None = None,
 ) -> jax.Array:
     """Integrated gradients of a scalar ``f`` at ``x`` along the straight path.
@@ -194,12 +200,14 @@ def integrated_gradients(
     Reference: Sundararajan, Taly & Yan, ICML 2017, eq. (1) and Sec. 5.
 
     Args:
-      f: scalar function of one array (a pure function, ``lambda x: model.apply(params,
-        x)[label]``, ...). ``label`` may be traced, so a batch with per-example labels
-        is ``jax.vmap(lambda x, y: integrated_gradients(lambda z: logits(z)[y], x))``.
+      f: the model as a closure of one example returning a scalar (see the module
+        docstring: ``lambda x: model.apply(params, x)[label]``). ``label`` may be
+        traced, so a batch with per-example labels is
+        ``jax.vmap(lambda x, y: integrated_gradients(lambda z: logits(z)[y], x))``.
       x: the input, any shape.
       baseline: the reference input ``x'`` (same shape); zeros when ``None``.
-      steps: number of quadrature nodes (a Python int).
+      steps: number of quadrature nodes, a Python int ``>= 1`` (``>= 2`` for
+        ``riemann_trapezoid``).
       method: one of ``METHODS``.
       chunk_size: if set, evaluate at most this many path points at a time (a
         ``lax.scan`` over chunks): bounded memory, the same result up to rounding.
@@ -214,7 +222,7 @@ def integrated_gradients(
       [3.0, 3.0]
     """
     x, baseline = _as_input(x, baseline)
-    _check_scalar(f, x)
+    check_scalar_output("f", f, _like(x), hint=_SCALAR_HINT)
     direction = x - baseline
     grad_f = jax.grad(f)
     mean_grad = _integrate(
@@ -228,7 +236,7 @@ def path_integrated_gradients(
     path: Callable[[jax.Array], jax.Array],
     *,
     steps: int = 50,
-    method: str = "gausslegendre",
+    method: Method = "gausslegendre",
     chunk_size: int | None = None,
 ) -> jax.Array:
     """Path integrated gradients along a user path ``gamma`` from baseline to input.
@@ -241,7 +249,8 @@ def path_integrated_gradients(
     Reference: Sundararajan, Taly & Yan, ICML 2017, Sec. 4 (path methods).
 
     Args:
-      f: scalar function of one array.
+      f: the model as a closure of one example returning a scalar, as in
+        ``integrated_gradients``.
       path: ``gamma(alpha) -> point`` for a scalar ``alpha`` in [0, 1]; ``gamma(0)`` is
         the baseline and ``gamma(1)`` the input.
       steps, method, chunk_size: as in ``integrated_gradients``.
@@ -257,10 +266,9 @@ def path_integrated_gradients(
       [2.0, 4.0]
     """
     end = jax.eval_shape(path, jax.ShapeDtypeStruct((), jnp.result_type(float)))
-    if not jnp.issubdtype(end.dtype, jnp.floating):
-        raise TypeError(f"path must return real floating points, got {end.dtype}")
+    check_dtype("path(alpha)", end, jnp.floating)
     like = jnp.zeros(end.shape, end.dtype)
-    _check_scalar(f, like)
+    check_scalar_output("f", f, _like(like), hint=_SCALAR_HINT)
     grad_f = jax.grad(f)
 
     def integrand(alpha):
@@ -273,9 +281,9 @@ def path_integrated_gradients(
 def completeness_delta(
     f: Callable[[jax.Array], ArrayLike],
     x: ArrayLike,
-    baseline: ArrayLike | None,
     attributions: ArrayLike,
     *,
+    baseline: ArrayLike | None = None,
     relative: bool = False,
 ) -> jax.Array:
     """How far attributions are from completeness: ``sum_i a_i - (f(x) - f(x'))``.
@@ -290,22 +298,14 @@ def completeness_delta(
       >>> f = lambda x: x[0] * x[1]
       >>> x = jnp.array([2.0, 3.0])
       >>> ig = integrated_gradients(f, x, steps=4, method="riemann_left")
-      >>> round(float(completeness_delta(f, x, None, ig)), 4)
+      >>> round(float(completeness_delta(f, x, ig)), 4)
       -1.5
     """
-    x = jnp.asarray(x)
-    attributions = jnp.asarray(attributions)
-    if attributions.shape != x.shape:
-        raise ValueError(
-            f"attributions shape {attributions.shape} must equal input shape {x.shape}"
-        )
+    x = as_real_float("x", x)
+    check_shape("attributions", attributions, x.shape)
     if baseline is not None and jnp.ndim(baseline) == x.ndim + 1:
-        baseline = jnp.asarray(baseline)
-        if baseline.shape[1:] != x.shape:
-            raise ValueError(
-                f"baseline stack shape {baseline.shape} must be (k, *{x.shape})"
-            )
-        x, _ = _as_input(x, None)
+        baseline = as_real_float("baseline", baseline)
+        check_shape("baseline", baseline, (None, *x.shape))
         f_baseline = jnp.mean(jax.vmap(f)(baseline.astype(x.dtype)))
     else:
         x, baseline = _as_input(x, baseline)
@@ -326,10 +326,10 @@ class ToleranceResult(NamedTuple):
 def integrated_gradients_to_tolerance(
     f: Callable[[jax.Array], ArrayLike],
     x: ArrayLike,
-    baseline: ArrayLike | None = None,
     *,
+    baseline: ArrayLike | None = None,
     rtol: float = 0.05,
-    method: str = "gausslegendre",
+    method: Method = "gausslegendre",
     initial_steps: int = 4,
     max_steps: int = 1024,
     chunk_size: int | None = None,
@@ -350,20 +350,18 @@ def integrated_gradients_to_tolerance(
       >>> res.steps, round(res.rel_error, 4)
       (32, 0.0312)
     """
-    if not rtol > 0:
-        raise ValueError(f"rtol must be positive, got {rtol}")
-    if not 1 <= initial_steps <= max_steps:
-        raise ValueError(
-            f"need 1 <= initial_steps <= max_steps, got {initial_steps}, {max_steps}"
-        )
+    check_positive("rtol", rtol)
+    check_choice("method", method, METHODS)
+    check_at_least("initial_steps", initial_steps, 1)
+    check_at_least("max_steps", max_steps, initial_steps)
     x, baseline = _as_input(x, baseline)
 
     @functools.partial(jax.jit, static_argnames="steps")
     def attempt(x: jax.Array, baseline: jax.Array, steps: int):
         attributions = integrated_gradients(
-            f, x, baseline, steps=steps, method=method, chunk_size=chunk_size
+            f, x, baseline=baseline, steps=steps, method=method, chunk_size=chunk_size
         )
-        delta = completeness_delta(f, x, baseline, attributions, relative=True)
+        delta = completeness_delta(f, x, attributions, baseline=baseline, relative=True)
         return attributions, delta
 
     steps = max(initial_steps, 2) if method == "riemann_trapezoid" else initial_steps
@@ -394,9 +392,8 @@ def blurred_baseline(
       >>> round(float(blurred_baseline(jnp.full((4, 4), 2.0)).max()), 4)
       2.0
     """
-    if not sigma > 0:
-        raise ValueError(f"sigma must be positive, got {sigma}")
-    x, _ = _as_input(x, None)
+    check_positive("sigma", sigma)
+    x = as_real_float("x", x)
     axes = tuple(range(x.ndim)) if axes is None else tuple(axes)
     if any(not -x.ndim <= axis < x.ndim for axis in axes):
         raise ValueError(
@@ -429,11 +426,10 @@ def uniform_baselines(
       >>> b.shape, bool((b >= 0).all() & (b < 1).all())
       ((5, 3), True)
     """
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int | np.integer):
-        raise TypeError(f"num_samples must be a Python int, got {num_samples!r}")
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-    x, _ = _as_input(x, None)
+    check_at_least("num_samples", num_samples, 1)
+    if not minval < maxval:
+        raise ValueError(f"maxval must be > minval = {minval}, got {maxval}")
+    x = as_real_float("x", x)
     return jax.random.uniform(
         key, (num_samples, *x.shape), x.dtype, minval=minval, maxval=maxval
     )
@@ -445,7 +441,7 @@ def expected_integrated_gradients(
     baselines: ArrayLike,
     *,
     steps: int = 50,
-    method: str = "gausslegendre",
+    method: Method = "gausslegendre",
     chunk_size: int | None = None,
 ) -> jax.Array:
     """Integrated gradients averaged over a stack of baselines ``(k, *x.shape)``.
@@ -463,23 +459,23 @@ def expected_integrated_gradients(
       >>> [round(float(v), 4) for v in eg]
       [2.5, 3.0]
     """
-    x, _ = _as_input(x, None)
-    baselines = jnp.asarray(baselines, x.dtype)
-    if baselines.ndim != x.ndim + 1 or baselines.shape[1:] != x.shape:
-        raise ValueError(
-            f"baselines shape {baselines.shape} must be (k, *{x.shape}), k samples"
-        )
+    x = as_real_float("x", x)
+    baselines = as_real_float("baselines", baselines).astype(x.dtype)
+    check_shape("baselines", baselines, (None, *x.shape))
 
     def one(baseline):
         return integrated_gradients(
-            f, x, baseline, steps=steps, method=method, chunk_size=chunk_size
+            f, x, baseline=baseline, steps=steps, method=method, chunk_size=chunk_size
         )
 
     return jnp.mean(jax.vmap(one)(baselines), axis=0)
 
 
 def gradient_x_input(
-    f: Callable[[jax.Array], ArrayLike], x: ArrayLike, baseline: ArrayLike | None = None
+    f: Callable[[jax.Array], ArrayLike],
+    x: ArrayLike,
+    *,
+    baseline: ArrayLike | None = None,
 ) -> jax.Array:
     """``(x - x') * grad f(x)``: the one-node (right Riemann) special case of IG.
 
@@ -491,7 +487,7 @@ def gradient_x_input(
       [6.0, 6.0]
     """
     x, baseline = _as_input(x, baseline)
-    _check_scalar(f, x)
+    check_scalar_output("f", f, _like(x), hint=_SCALAR_HINT)
     return (x - baseline) * jax.grad(f)(x)
 
 
@@ -499,8 +495,8 @@ def deletion_curve(
     f: Callable[[jax.Array], ArrayLike],
     x: ArrayLike,
     attributions: ArrayLike,
-    baseline: ArrayLike | None = None,
     *,
+    baseline: ArrayLike | None = None,
     num_points: int | None = None,
 ) -> jax.Array:
     """Scores ``f`` as features are replaced by the baseline, highest attribution first.
@@ -521,18 +517,15 @@ def deletion_curve(
       [6.0, 3.0, 1.0, 0.0]
     """
     x, baseline = _as_input(x, baseline)
-    attributions = jnp.asarray(attributions)
-    if attributions.shape != x.shape:
-        raise ValueError(
-            f"attributions shape {attributions.shape} must equal input shape {x.shape}"
-        )
-    _check_scalar(f, x)
+    check_shape("attributions", attributions, x.shape)
+    check_scalar_output("f", f, _like(x), hint=_SCALAR_HINT)
     n = x.size
     num_points = n if num_points is None else num_points
-    if isinstance(num_points, bool) or not isinstance(num_points, int | np.integer):
-        raise TypeError(f"num_points must be a Python int or None, got {num_points!r}")
-    if not 1 <= num_points <= n:
-        raise ValueError(f"num_points must be in 1..{n}, got {num_points}")
+    check_at_least("num_points", num_points, 1)
+    if num_points > n:
+        raise ValueError(
+            f"num_points must be <= {n} (the input's size), got {num_points}"
+        )
     # rank[i] = position of feature i in the deletion order (0 = deleted first).
     order = jnp.argsort(-attributions.ravel(), stable=True)
     rank = jnp.zeros(n, jnp.int32).at[order].set(jnp.arange(n, dtype=jnp.int32))

@@ -14,6 +14,10 @@ Three small tools that tests and experiments share:
 
 Finite differences lose about half (one-sided) or two thirds (central) of the digits, so
 use them in float64 (``jax.enable_x64``); in float32 expect agreement to ~1e-3 at best.
+
+The function under test is a closure ``f(x)`` of an array or a pytree (like
+``jax.grad``); for a model, close over it: ``lambda p: loss(model.apply(p, x))``.
+Settings are Python values (``eps > 0``, ``method``) and are always checked.
 """
 
 from collections.abc import Callable
@@ -24,18 +28,27 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-METHODS = ("central", "forward", "backward")
+from chainlab.validation import (
+    check_choice,
+    check_dtype,
+    check_positive,
+    check_rank,
+    check_scalar_output,
+)
+
+Difference = Literal["central", "forward", "backward"]
+METHODS: tuple[Difference, ...] = ("central", "forward", "backward")
 
 PyTree = Any
 
 
 def _floating_leaves(tree: PyTree, name: str) -> list[jax.Array]:
+    """The leaves of ``tree`` as arrays; at least one, all of a floating dtype."""
     leaves = [jnp.asarray(leaf) for leaf in jax.tree.leaves(tree)]
     if not leaves:
-        raise ValueError(f"{name} has no arrays")
+        raise ValueError(f"{name} must hold at least one array, got {tree!r}")
     for leaf in leaves:
-        if not jnp.issubdtype(leaf.dtype, jnp.floating):
-            raise TypeError(f"{name} must hold floating arrays, got dtype {leaf.dtype}")
+        check_dtype(name, leaf, jnp.floating)
     return leaves
 
 
@@ -44,7 +57,7 @@ def numerical_jacobian(
     x: PyTree,
     *,
     eps: float | None = None,
-    method: Literal["central", "forward", "backward"] = "central",
+    method: Difference = "central",
 ) -> PyTree:
     r"""Finite-difference Jacobian of an array-valued ``f`` at ``x`` (array or pytree).
 
@@ -66,7 +79,8 @@ def numerical_jacobian(
     Args:
       f: a JAX-traceable function of ``x`` returning an array.
       x: an array or a pytree of floating arrays.
-      eps: the relative step; ``None`` picks the default above for ``x``'s dtype.
+      eps: the relative step ``> 0``; ``None`` picks the default above for ``x``'s
+        dtype.
       method: ``"central"``, ``"forward"`` or ``"backward"``.
 
     Returns:
@@ -86,11 +100,11 @@ def numerical_jacobian(
       ...     print(float(right), float(central))
       1.0 0.0
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if eps is not None and not eps > 0:
-        raise ValueError(f"eps must be positive or None, got {eps!r}")
-    leaves = _floating_leaves(x, "numerical_jacobian input")
+    check_choice("method", method, METHODS)
+    if eps is not None:
+        check_rank("eps", eps, 0)
+        check_positive("eps", eps)
+    leaves = _floating_leaves(x, "x")
     flat, unravel = ravel_pytree(x)
     if eps is None:
         machine_eps = float(jnp.finfo(flat.dtype).eps)
@@ -101,9 +115,7 @@ def numerical_jacobian(
     def evaluate(v: jax.Array) -> jax.Array:
         out = f(unravel(v))
         if not isinstance(out, jax.Array | np.ndarray | float | int):
-            raise TypeError(
-                f"numerical_jacobian needs f to return an array, got {type(out)}"
-            )
+            raise TypeError(f"f must return an array, got {type(out).__name__}")
         return jnp.asarray(out)
 
     evaluate_all = jax.vmap(evaluate)
@@ -137,7 +149,7 @@ def numerical_grad(
     x: PyTree,
     *,
     eps: float | None = None,
-    method: Literal["central", "forward", "backward"] = "central",
+    method: Difference = "central",
 ) -> PyTree:
     """Finite-difference gradient of a scalar-valued ``f``: ``jax.grad``'s layout.
 
@@ -151,12 +163,7 @@ def numerical_grad(
       ...     print(round(float(g["a"]), 6), round(float(g["b"]), 6))
       9.0 12.0
     """
-    out_shape = jax.eval_shape(f, x).shape
-    if out_shape != ():
-        raise ValueError(
-            f"numerical_grad needs a scalar-valued f, got output shape {out_shape};"
-            " use numerical_jacobian"
-        )
+    check_scalar_output("f", f, x, hint="; use numerical_jacobian")
     return numerical_jacobian(f, x, eps=eps, method=method)
 
 
@@ -261,9 +268,9 @@ def compare_rules(
       (0.0, 0.0, 0.0)
     """
     if not primals:
-        raise ValueError("compare_rules needs at least one primal argument")
+        raise ValueError("primals must hold at least one argument, got none")
     for i, primal in enumerate(primals):
-        _floating_leaves(primal, f"compare_rules primal {i}")
+        _floating_leaves(primal, f"primals[{i}]")
     tangent_key, cotangent_key = jax.random.split(key)
     tangents = _random_like(tangent_key, primals)
     out, tangent_out = jax.jvp(f, primals, tangents)

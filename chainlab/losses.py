@@ -14,6 +14,11 @@ derivative, including at the exact points where a naive formulation goes wrong:
   exactly zero (derivative 0, never 1/2).
 - ``cross_entropy``: log-sum-exp form, stable for any logit scale.
 
+Settings (``delta > 0``, ``margin >= 0``, ``p >= 1``) are checked whenever they are
+concrete (a Python number, a numpy or a concrete jax array); a setting traced under
+``jax.jit`` is not checked (see :mod:`chainlab.validation`). Shapes and dtypes are
+checked at trace time, under ``jit`` too.
+
 References: P. J. Huber, "Robust Estimation of a Location Parameter", Ann. Math.
 Statist. 35 (1964); F. Schroff, D. Kalenichenko, J. Philbin, "FaceNet", CVPR 2015
 (triplet loss, semi-hard mining); A. Hermans, L. Beyer, B. Leibe, "In Defense of the
@@ -22,13 +27,25 @@ Triplet Loss for Person Re-Identification", arXiv:1703.07737 (batch-hard mining)
 
 import functools
 import math
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from chainlab.activations import _as_real_float, relu
+from chainlab.activations import relu
+from chainlab.validation import (
+    as_real_float,
+    as_static_number,
+    check_choice,
+    check_dtype,
+    check_in_range,
+    check_nonnegative,
+    check_positive,
+    check_rank,
+    check_same_shape,
+    check_shape,
+)
 
 __all__ = [
     "Triplets",
@@ -43,17 +60,8 @@ __all__ = [
     "triplet",
 ]
 
-REDUCTIONS = ("mean", "sum", "none")
-
-
-def _check_positive_scalar(value: ArrayLike, name: str, *, allow_zero: bool) -> None:
-    """Static checks on a scalar knob: rank 0 always, the sign when it is concrete."""
-    if jnp.ndim(value) != 0:
-        raise ValueError(f"{name} must be a scalar, got shape {jnp.shape(value)}")
-    if isinstance(value, int | float):
-        if value < 0 or (value == 0 and not allow_zero):
-            allowed = ">= 0" if allow_zero else "> 0"
-            raise ValueError(f"{name} must be {allowed}, got {value}")
+Reduction = Literal["none", "mean", "sum"]
+REDUCTIONS = ("none", "mean", "sum")
 
 
 # --------------------------------------------------------------------------- Huber
@@ -99,7 +107,8 @@ def huber(residual: ArrayLike, *, delta: ArrayLike = 1.0) -> jax.Array:
 
     Args:
       residual: any shape; integers are promoted to float.
-      delta: positive scalar where the loss turns from quadratic to linear.
+      delta: the scalar ``> 0`` where the loss turns from quadratic to linear; checked
+        when concrete (a traced ``delta`` under ``jit`` is not checked).
 
     Returns:
       An array of the shape of ``residual``.
@@ -111,20 +120,19 @@ def huber(residual: ArrayLike, *, delta: ArrayLike = 1.0) -> jax.Array:
       >>> round(float(jax.grad(huber)(1.0)), 4)
       1.0
     """
-    residual = _as_real_float(residual, "residual")
-    _check_positive_scalar(delta, "delta", allow_zero=False)
+    residual = as_real_float("residual", residual)
+    check_rank("delta", delta, 0)
+    check_positive("delta", delta)
     return _huber(residual, jnp.asarray(delta, dtype=residual.dtype))
 
 
 # ------------------------------------------------------------------------- p-norms
 
 
-def _check_p(p: float) -> float:
-    if isinstance(p, bool) or not isinstance(p, int | float):
-        raise TypeError(f"p must be a Python number >= 1 (or math.inf), got {p!r}")
-    if not p >= 1:  # also refuses NaN
-        raise ValueError(f"p must be >= 1 (or math.inf), got {p}")
-    return float(p)
+def _norm_degree(p: float) -> float:
+    p = as_static_number("p", p)
+    check_in_range("p", p, 1, math.inf, high_inclusive=True)
+    return p
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
@@ -192,9 +200,10 @@ def pnorm(x: ArrayLike, *, p: float = 2) -> jax.Array:
       >>> jax.grad(pnorm)(jnp.zeros(2)).tolist()
       [0.0, 0.0]
     """
-    p = _check_p(p)
-    x = _as_real_float(x, "x")
-    if x.ndim < 1 or x.shape[-1] < 1:
+    p = _norm_degree(p)
+    x = as_real_float("x", x)
+    check_shape("x", x, (..., None))
+    if x.shape[-1] < 1:
         raise ValueError(f"x must have shape (..., d) with d >= 1, got {x.shape}")
     return _pnorm(x, p)
 
@@ -215,21 +224,17 @@ def pairwise_distance(x: ArrayLike, y: ArrayLike | None = None, *, p: float = 2)
       >>> pairwise_distance(jnp.array([[0.0, 0.0], [3.0, 4.0]])).tolist()
       [[0.0, 5.0], [5.0, 0.0]]
     """
-    x = _as_real_float(x, "x")
-    y = x if y is None else _as_real_float(y, "y")
-    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
-        raise ValueError(
-            f"x and y must have shapes (n, d) and (m, d), got {x.shape} and {y.shape}"
-        )
+    x = as_real_float("x", x)
+    y = x if y is None else as_real_float("y", y)
+    check_rank("x", x, 2)
+    check_shape("y", y, (None, x.shape[1]))
     return pnorm(x[:, None, :] - y[None, :, :], p=p)
 
 
 # ------------------------------------------------------------------------- triplet
 
 
-def _reduce(losses: jax.Array, reduction: str, valid: jax.Array | None = None):
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+def _reduce(losses: jax.Array, reduction: Reduction, valid: jax.Array | None = None):
     if valid is not None:
         losses = jnp.where(valid, losses, jnp.zeros_like(losses))
     if reduction == "none":
@@ -248,7 +253,7 @@ def triplet(
     *,
     margin: ArrayLike = 1.0,
     p: float = 2,
-    reduction: str = "none",
+    reduction: Reduction = "none",
 ) -> jax.Array:
     r"""Triplet margin loss, one value per triplet.
 
@@ -268,9 +273,11 @@ def triplet(
 
     Args:
       anchor, positive, negative: ``(..., d)``, all the same shape.
-      margin: non-negative scalar ``m``.
+      margin: the scalar ``m >= 0``; checked when concrete (a traced ``margin`` under
+        ``jit`` is not checked).
       p: norm degree, a Python number ``>= 1`` or ``math.inf``.
-      reduction: ``"none"`` (shape ``(...)``), ``"mean"`` or ``"sum"``.
+      reduction: ``"none"`` (shape ``(...)``, the default of the whole triplet
+        family), ``"mean"`` or ``"sum"``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -278,15 +285,14 @@ def triplet(
       >>> round(float(triplet(a, p, n, margin=1.0)), 4)  # 5 - 1 + 1
       5.0
     """
-    anchor = _as_real_float(anchor, "anchor")
-    positive = _as_real_float(positive, "positive")
-    negative = _as_real_float(negative, "negative")
-    if not anchor.shape == positive.shape == negative.shape or anchor.ndim < 1:
-        raise ValueError(
-            "anchor, positive and negative must have the same shape (..., d), got "
-            f"{anchor.shape}, {positive.shape} and {negative.shape}"
-        )
-    _check_positive_scalar(margin, "margin", allow_zero=True)
+    check_choice("reduction", reduction, REDUCTIONS)
+    anchor = as_real_float("anchor", anchor)
+    positive = as_real_float("positive", positive)
+    negative = as_real_float("negative", negative)
+    check_same_shape(anchor=anchor, positive=positive, negative=negative)
+    check_shape("anchor", anchor, (..., None))
+    check_rank("margin", margin, 0)
+    check_nonnegative("margin", margin)
     d_ap = pnorm(anchor - positive, p=p)
     d_an = pnorm(anchor - negative, p=p)
     # The hinge is chainlab's relu: derivative 1 for z > 0 and 0 at z <= 0, never the
@@ -304,17 +310,11 @@ class Triplets(NamedTuple):
 
 
 def _batch_masks(embeddings: ArrayLike, labels: ArrayLike):
-    embeddings = _as_real_float(embeddings, "embeddings")
+    embeddings = as_real_float("embeddings", embeddings)
     labels = jnp.asarray(labels)
-    if embeddings.ndim != 2:
-        raise ValueError(f"embeddings must have shape (n, d), got {embeddings.shape}")
-    if labels.shape != embeddings.shape[:1]:
-        raise ValueError(
-            f"labels must have shape ({embeddings.shape[0]},) to match embeddings "
-            f"{embeddings.shape}, got {labels.shape}"
-        )
-    if not jnp.issubdtype(labels.dtype, jnp.integer):
-        raise TypeError(f"labels must be integers, got dtype {labels.dtype}")
+    check_rank("embeddings", embeddings, 2)
+    check_shape("labels", labels, embeddings.shape[:1])
+    check_dtype("labels", labels, jnp.integer)
     same = labels[:, None] == labels[None, :]
     positive_mask = same & ~jnp.eye(labels.shape[0], dtype=bool)
     return embeddings, positive_mask, ~same
@@ -396,9 +396,8 @@ def mine_semi_hard(
 
 
 def _mined_loss(mine, embeddings, labels, margin, p, reduction) -> jax.Array:
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    embeddings = _as_real_float(embeddings, "embeddings")
+    check_choice("reduction", reduction, REDUCTIONS)
+    embeddings = as_real_float("embeddings", embeddings)
     t = mine(embeddings, labels, p=p)
     losses = triplet(
         embeddings[t.anchor],
@@ -416,18 +415,23 @@ def batch_hard_triplet(
     *,
     margin: ArrayLike = 1.0,
     p: float = 2,
-    reduction: str = "mean",
+    reduction: Reduction = "none",
 ) -> jax.Array:
     """Triplet loss on the batch-hard triplets of :func:`mine_batch_hard`.
 
-    ``"mean"`` averages over the valid triplets; ``"none"`` returns ``(n,)`` with 0 for
-    the invalid ones.
+    ``"none"`` (the default of the triplet family) returns one loss per anchor,
+    ``(n,)``, with 0 for the anchors without a valid triplet; ``"mean"`` averages over
+    the valid triplets only; ``"sum"`` adds them. ``margin`` and ``p`` as in
+    :func:`triplet`.
 
     Example:
       >>> import jax.numpy as jnp
       >>> e = jnp.array([[0.0], [1.0], [3.0], [0.5]])
+      >>> labels = jnp.array([0, 0, 0, 1])
       >>> # anchors 0, 1, 2: (3 - 0.5 + 1), (2 - 0.5 + 1), (3 - 2.5 + 1); 3 is invalid
-      >>> round(float(batch_hard_triplet(e, jnp.array([0, 0, 0, 1]))), 4)
+      >>> batch_hard_triplet(e, labels).tolist()
+      [3.5, 2.5, 1.5, 0.0]
+      >>> round(float(batch_hard_triplet(e, labels, reduction="mean")), 4)
       2.5
     """
     return _mined_loss(mine_batch_hard, embeddings, labels, margin, p, reduction)
@@ -439,18 +443,21 @@ def semi_hard_triplet(
     *,
     margin: ArrayLike = 1.0,
     p: float = 2,
-    reduction: str = "mean",
+    reduction: Reduction = "none",
 ) -> jax.Array:
     """Triplet loss on the semi-hard triplets of :func:`mine_semi_hard`.
 
-    ``"mean"`` averages over the valid (anchor, positive) pairs; ``"none"`` returns
-    ``(n * n,)`` with 0 for the invalid ones.
+    ``"none"`` (the default of the triplet family) returns one loss per (anchor,
+    positive) pair, ``(n * n,)`` row-major, with 0 for the pairs that are not valid
+    triplets; ``"mean"`` averages over the valid pairs only; ``"sum"`` adds them.
+    ``margin`` and ``p`` as in :func:`triplet`.
 
     Example:
       >>> import jax.numpy as jnp
       >>> e = jnp.array([[0.0], [1.0], [0.5], [2.0]])
       >>> # hinges (1 - 2 + 1), (1 - 1 + 1), (1.5 - 0.5 + 1), (1.5 - 2 + 1)
-      >>> round(float(semi_hard_triplet(e, jnp.array([0, 0, 1, 1]))), 4)
+      >>> loss = semi_hard_triplet(e, jnp.array([0, 0, 1, 1]), reduction="mean")
+      >>> round(float(loss), 4)
       0.875
     """
     return _mined_loss(mine_semi_hard, embeddings, labels, margin, p, reduction)
@@ -480,15 +487,11 @@ def cross_entropy(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
       >>> round(float(cross_entropy(jnp.array([0.0, 0.0]), jnp.array(1))), 4)
       0.6931
     """
-    logits = _as_real_float(logits, "logits")
+    logits = as_real_float("logits", logits)
     labels = jnp.asarray(labels)
-    if not jnp.issubdtype(labels.dtype, jnp.integer):
-        raise TypeError(f"labels must be integer class indices, got {labels.dtype}")
-    if logits.ndim < 1 or labels.shape != logits.shape[:-1]:
-        raise ValueError(
-            f"labels must have shape logits.shape[:-1]; got logits {logits.shape} "
-            f"and labels {labels.shape}"
-        )
+    check_dtype("labels", labels, jnp.integer)
+    check_shape("logits", logits, (..., None))
+    check_shape("labels", labels, logits.shape[:-1])
     picked = jnp.take_along_axis(
         logits,
         labels[..., None],

@@ -31,6 +31,11 @@ Inference uses running averages of the batch statistics instead. They are explic
 state: ``BatchNormState`` (a NamedTuple), updated by the pure ``update_running_stats``
 and consumed by ``batch_norm_inference``; nothing is mutated.
 
+``eps >= 0`` and ``0 <= momentum < 1`` are checked whenever they are concrete (``eps =
+0`` is allowed: the exact normalization, defined while the variance is positive); a
+value traced under ``jax.jit`` is not checked (see :mod:`chainlab.validation`). Shapes
+are checked at trace time, under ``jit`` too.
+
 Reference: S. Ioffe and C. Szegedy, "Batch Normalization: Accelerating Deep Network
 Training by Reducing Internal Covariate Shift", ICML 2015; D. Ulyanov et al., "Instance
 Normalization", arXiv:1607.08022; J. L. Ba et al., "Layer Normalization",
@@ -43,6 +48,15 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
+
+from chainlab.validation import (
+    as_real_float,
+    check_at_least,
+    check_in_range,
+    check_nonnegative,
+    check_rank,
+    check_shape,
+)
 
 __all__ = [
     "BatchNormState",
@@ -58,18 +72,20 @@ __all__ = [
 ]
 
 
-def _check_affine(
-    name: str, x: jax.Array, scale: jax.Array, offset: jax.Array, eps: float
-) -> None:
-    if isinstance(eps, int | float) and not eps >= 0:
-        raise ValueError(f"{name}: eps must be >= 0; got {eps}.")
-    channels = x.shape[-1]
-    for label, value in (("scale", scale), ("offset", offset)):
-        if value.shape != (channels,):
-            raise ValueError(
-                f"{name}: {label} must have shape ({channels},) to match the last "
-                f"(channel) axis of x with shape {x.shape}; got {value.shape}."
-            )
+def _affine_inputs(
+    x: ArrayLike, scale: ArrayLike, offset: ArrayLike, eps: ArrayLike, *, min_rank: int
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """x ``(..., C)`` with at least ``min_rank`` axes, per-channel scale and offset."""
+    x = as_real_float("x", x)
+    check_shape("x", x, (None,) * (min_rank - 1) + (..., None))
+    channels = x.shape[-1:]
+    scale = as_real_float("scale", scale)
+    offset = as_real_float("offset", offset)
+    check_shape("scale", scale, channels)
+    check_shape("offset", offset, channels)
+    check_rank("eps", eps, 0)
+    check_nonnegative("eps", eps)
+    return x, scale, offset
 
 
 def _normalize(
@@ -94,17 +110,10 @@ def _moments(x: jax.Array, axes: tuple[int, ...]) -> tuple[jax.Array, jax.Array]
     return mean, var
 
 
-def _batch_moments(
-    name: str, x: jax.Array, axis_name: str | None
-) -> tuple[jax.Array, jax.Array]:
+def _batch_moments(x: jax.Array, axis_name: str | None) -> tuple[jax.Array, jax.Array]:
     # Local statistics over every axis but the last, then (with axis_name) averaged
     # over the named vmap/shard_map axis: every lane holds the same count, so the mean
     # of the local means is the global mean, and likewise for the centred squares.
-    if x.ndim < (1 if axis_name else 2):
-        raise ValueError(
-            f"{name}: x must have shape (N, ..., C) with at least 2 axes (or (..., C) "
-            f"inside vmap with axis_name); got shape {x.shape}."
-        )
     axes = tuple(range(x.ndim - 1))
     if axis_name is None:
         return _moments(x, axes)
@@ -140,7 +149,8 @@ def batch_norm(
             ``(..., C)``, when ``axis_name`` supplies the batch.
         scale: per-channel gain, shape ``(C,)``.
         offset: per-channel bias, shape ``(C,)``.
-        eps: added to the variance inside the square root.
+        eps: added to the variance inside the square root, ``>= 0`` (checked when
+            concrete; not under ``jit``).
         axis_name: a named mapped axis to share the statistics over, or ``None``.
 
     Returns:
@@ -153,9 +163,9 @@ def batch_norm(
         >>> [round(float(v), 4) for v in y[:, 0]]
         [-1.0, 1.0]
     """
-    x, scale, offset = jnp.asarray(x), jnp.asarray(scale), jnp.asarray(offset)
-    mean, var = _batch_moments("batch_norm", x, axis_name)
-    _check_affine("batch_norm", x, scale, offset, eps)
+    min_rank = 1 if axis_name else 2
+    x, scale, offset = _affine_inputs(x, scale, offset, eps, min_rank=min_rank)
+    mean, var = _batch_moments(x, axis_name)
     return _normalize(x, mean, var, scale, offset, eps)
 
 
@@ -185,13 +195,7 @@ def instance_norm(
         >>> [round(float(v), 4) for v in y[0, :, 0]]
         [-1.0, 1.0]
     """
-    x, scale, offset = jnp.asarray(x), jnp.asarray(scale), jnp.asarray(offset)
-    if x.ndim < 3:
-        raise ValueError(
-            f"instance_norm: x must have shape (N, *spatial, C) with at least one "
-            f"spatial axis (3 or more axes); got shape {x.shape}."
-        )
-    _check_affine("instance_norm", x, scale, offset, eps)
+    x, scale, offset = _affine_inputs(x, scale, offset, eps, min_rank=3)
     mean, var = _moments(x, tuple(range(1, x.ndim - 1)))
     return _normalize(x, mean, var, scale, offset, eps)
 
@@ -220,12 +224,7 @@ def layer_norm(
         >>> [round(float(v), 4) for v in y]
         [-1.0, 1.0]
     """
-    x, scale, offset = jnp.asarray(x), jnp.asarray(scale), jnp.asarray(offset)
-    if x.ndim < 1:
-        raise ValueError(
-            "layer_norm: x must have at least one axis (..., C); got a scalar."
-        )
-    _check_affine("layer_norm", x, scale, offset, eps)
+    x, scale, offset = _affine_inputs(x, scale, offset, eps, min_rank=1)
     mean, var = _moments(x, (x.ndim - 1,))
     return _normalize(x, mean, var, scale, offset, eps)
 
@@ -249,11 +248,7 @@ def init_batch_norm_state(num_channels: int, *, dtype=jnp.float32) -> BatchNormS
         >>> init_batch_norm_state(3).var.tolist()
         [1.0, 1.0, 1.0]
     """
-    if num_channels < 1:
-        raise ValueError(
-            f"init_batch_norm_state: num_channels must be a positive int; got "
-            f"{num_channels}."
-        )
+    check_at_least("num_channels", num_channels, 1)
     return BatchNormState(
         mean=jnp.zeros((num_channels,), dtype), var=jnp.ones((num_channels,), dtype)
     )
@@ -273,7 +268,9 @@ def batch_norm_stats(
         >>> float(mean[0]), float(var[0])
         (2.0, 1.0)
     """
-    mean, var = _batch_moments("batch_norm_stats", jnp.asarray(x), axis_name)
+    x = as_real_float("x", x)
+    check_shape("x", x, (None,) * (1 if axis_name else 2) + (...,))
+    mean, var = _batch_moments(x, axis_name)
     return mean.reshape(-1), var.reshape(-1)
 
 
@@ -296,7 +293,8 @@ def update_running_stats(
     Args:
         state: the current ``BatchNormState``.
         x: a training batch ``(N, ..., C)``.
-        momentum: weight of the old value, in ``[0, 1)``.
+        momentum: weight of the old value, in ``[0, 1)`` (checked when concrete; not
+            under ``jit``).
         axis_name: as in ``batch_norm``.
 
     Returns:
@@ -309,17 +307,10 @@ def update_running_stats(
         >>> float(state.mean[0]), float(state.var[0])
         (1.0, 1.0)
     """
-    if not 0.0 <= momentum < 1.0:
-        raise ValueError(
-            f"update_running_stats: momentum must be in [0, 1); got {momentum}."
-        )
-    x = jax.lax.stop_gradient(jnp.asarray(x))
+    check_in_range("momentum", momentum, 0, 1)
+    x = jax.lax.stop_gradient(as_real_float("x", x))
+    check_shape("x", x, (..., state.mean.shape[0]))
     mean, var = batch_norm_stats(x, axis_name=axis_name)
-    if mean.shape != state.mean.shape:
-        raise ValueError(
-            f"update_running_stats: x has {mean.shape[0]} channels but the state "
-            f"tracks {state.mean.shape[0]}."
-        )
     return BatchNormState(
         mean=momentum * state.mean + (1.0 - momentum) * mean,
         var=momentum * state.var + (1.0 - momentum) * var,
@@ -344,7 +335,8 @@ def batch_norm_inference(
         state: running statistics from ``update_running_stats``.
         scale: per-channel gain, shape ``(C,)``.
         offset: per-channel bias, shape ``(C,)``.
-        eps: added to the variance inside the square root.
+        eps: added to the variance inside the square root, ``>= 0`` (checked when
+            concrete; not under ``jit``).
 
     Example:
         >>> import jax.numpy as jnp
@@ -354,18 +346,9 @@ def batch_norm_inference(
         >>> float(y[0])
         2.0
     """
-    x, scale, offset = jnp.asarray(x), jnp.asarray(scale), jnp.asarray(offset)
-    if x.ndim < 1:
-        raise ValueError(
-            "batch_norm_inference: x must have at least one axis (..., C); got a "
-            "scalar."
-        )
-    _check_affine("batch_norm_inference", x, scale, offset, eps)
-    if state.mean.shape != (x.shape[-1],) or state.var.shape != (x.shape[-1],):
-        raise ValueError(
-            f"batch_norm_inference: state statistics must have shape "
-            f"({x.shape[-1]},); got mean {state.mean.shape} and var {state.var.shape}."
-        )
+    x, scale, offset = _affine_inputs(x, scale, offset, eps, min_rank=1)
+    check_shape("state.mean", state.mean, x.shape[-1:])
+    check_shape("state.var", state.var, x.shape[-1:])
     shape = (1,) * (x.ndim - 1) + (x.shape[-1],)
     return _normalize(
         x, state.mean.reshape(shape), state.var.reshape(shape), scale, offset, eps
@@ -409,21 +392,13 @@ def cross_sample_jacobian(
         >>> bool(jnp.abs(jac[0, 1]).max() > 0)
         True
     """
-    x = jnp.asarray(x)
-    if x.ndim < 1:
-        raise ValueError(
-            "cross_sample_jacobian: x must have a leading batch axis (N, ...); got a "
-            "scalar."
-        )
+    x = as_real_float("x", x)
+    check_shape("x", x, (None, ...))
     n = x.shape[0]
 
     def per_sample_losses(batch: jax.Array) -> jax.Array:
         y = norm_fn(batch)
-        if y.ndim < 1 or y.shape[0] != n:
-            raise ValueError(
-                f"cross_sample_jacobian: norm_fn must map a batch of {n} samples to "
-                f"outputs with leading axis {n}; got output shape {y.shape}."
-            )
+        check_shape("norm_fn(x)", y, (n, ...))
         return y if loss_fn is None else jax.vmap(loss_fn)(y)
 
     jac = jax.jacrev(per_sample_losses)(x)  # (N_a, *loss_shape, N_b, *x.shape[1:])
@@ -439,11 +414,9 @@ def cross_sample_block_norms(jac: ArrayLike) -> jax.Array:
         >>> round(float(cross_sample_block_norms(jnp.ones((2, 2, 3, 4)))[0, 1]), 4)
         3.4641
     """
-    jac = jnp.asarray(jac)
-    if jac.ndim < 2 or jac.shape[0] != jac.shape[1]:
-        raise ValueError(
-            f"cross_sample_block_norms: expected blocks of shape (N, N, ...); got "
-            f"{jac.shape}."
-        )
+    jac = as_real_float("jac", jac)
+    check_shape("jac", jac, (None, None, ...))
+    if jac.shape[0] != jac.shape[1]:
+        raise ValueError(f"jac must have shape (N, N, ...), got {jac.shape}")
     flat = jac.reshape(jac.shape[0], jac.shape[1], -1)
     return jnp.sqrt(jnp.sum(jnp.square(flat), axis=-1))

@@ -23,7 +23,8 @@ Example:
   ValueError: tau must be > 0, got -1.0
 """
 
-from collections.abc import Collection
+import math
+from collections.abc import Callable, Collection
 from typing import Any
 
 import chex
@@ -34,12 +35,18 @@ from jax.typing import ArrayLike
 
 __all__ = [
     "as_real_float",
+    "as_static_number",
     "check_at_least",
+    "check_broadcastable",
     "check_choice",
+    "check_dtype",
     "check_finite",
+    "check_in_range",
     "check_nonnegative",
     "check_positive",
     "check_rank",
+    "check_same_shape",
+    "check_scalar_output",
     "check_shape",
     "concrete",
 ]
@@ -82,6 +89,28 @@ def check_finite(name: str, value: ArrayLike) -> None:
     _check(name, value, "finite", np.isfinite)
 
 
+def check_in_range(
+    name: str, value: ArrayLike, low: float, high: float, *, high_inclusive=False
+) -> None:
+    """``low <= value < high`` elementwise (``<= high`` with ``high_inclusive``).
+
+    Checked when concrete; NaN is refused.
+
+    Example:
+      >>> check_in_range("momentum", 1.0, 0, 1)
+      Traceback (most recent call last):
+      ...
+      ValueError: momentum must be in [0, 1), got 1.0
+    """
+    bracket = "]" if high_inclusive else ")"
+    _check(
+        name,
+        value,
+        f"in [{low}, {high}{bracket}",
+        lambda a: (a >= low) & ((a <= high) if high_inclusive else (a < high)),
+    )
+
+
 def check_at_least(name: str, value: int, minimum: int) -> None:
     """An integer setting (a count of steps, probes, layers) of at least ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
@@ -102,21 +131,132 @@ def check_rank(name: str, x: ArrayLike, rank: int | set[int]) -> None:
     try:
         chex.assert_rank(x, rank)
     except AssertionError:
+        if rank == 0:
+            raise ValueError(
+                f"{name} must be a scalar (rank 0), got shape {np.shape(x)}"
+            ) from None
         allowed = rank if isinstance(rank, int) else " or ".join(map(str, sorted(rank)))
         raise ValueError(
             f"{name} must have rank {allowed}, got shape {np.shape(x)}"
         ) from None
 
 
+def _shape_text(shape: tuple) -> str:
+    sizes = ["*" if s is None else "..." if s is Ellipsis else str(s) for s in shape]
+    return "(" + ", ".join(sizes) + ("," if len(sizes) == 1 else "") + ")"
+
+
 def check_shape(name: str, x: ArrayLike, shape: tuple[int | None, ...]) -> None:
-    """``x`` has ``shape`` (``None`` matches any size); checked at trace time."""
+    """``x`` has ``shape`` (``None`` matches any size, ``...`` any number of leading
+    or trailing axes, as in chex); checked at trace time.
+
+    Example:
+      >>> check_shape("x", jnp.ones((2, 3)), (..., 4))
+      Traceback (most recent call last):
+      ...
+      ValueError: x must have shape (..., 4), got (2, 3)
+    """
     try:
         chex.assert_shape(x, shape)
     except AssertionError:
-        wanted = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
         raise ValueError(
-            f"{name} must have shape {wanted}, got {np.shape(x)}"
+            f"{name} must have shape {_shape_text(shape)}, got {np.shape(x)}"
         ) from None
+
+
+def check_same_shape(**arrays: ArrayLike) -> None:
+    """All the named arrays have one shape; checked at trace time.
+
+    Example:
+      >>> check_same_shape(anchor=jnp.ones(2), positive=jnp.ones(3))
+      Traceback (most recent call last):
+      ...
+      ValueError: anchor and positive must have the same shape, got (2,) and (3,)
+    """
+    shapes = [np.shape(a) for a in arrays.values()]
+    if any(shape != shapes[0] for shape in shapes):
+        names, given = list(arrays), [str(shape) for shape in shapes]
+        raise ValueError(
+            f"{_listed(names)} must have the same shape, got {_listed(given)}"
+        )
+
+
+def _listed(items: list[str]) -> str:
+    return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else items[0]
+
+
+def check_broadcastable(name: str, value: ArrayLike, shape: tuple[int, ...]) -> None:
+    """A per-element setting: a scalar, or an array of rank ``len(shape)`` whose every
+    axis is 1 or the size of ``shape``'s (so it broadcasts without adding axes, as a
+    per-channel ``(1, C)`` slope does for a ``(N, C)`` input); checked at trace time.
+
+    Example:
+      >>> check_broadcastable("slope", jnp.ones((1, 3)), (2, 3))  # per channel: fine
+      >>> check_broadcastable("slope", jnp.ones((2, 2)), (2, 3))  # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+      ...
+      ValueError: slope must be a scalar or an array of the input's rank that ...
+    """
+    value_shape = np.shape(value)
+    fits = len(value_shape) == len(shape) and all(
+        a == b or a == 1 for a, b in zip(value_shape, shape, strict=True)
+    )
+    if value_shape != () and not fits:
+        raise ValueError(
+            f"{name} must be a scalar or an array of the input's rank that broadcasts"
+            f" against it, got shape {value_shape} for input shape {tuple(shape)}"
+        )
+
+
+def check_dtype(name: str, x: ArrayLike, kind: type) -> None:
+    """``x``'s dtype is a sub-dtype of ``kind`` (``jnp.integer``, ``jnp.bool_``,
+    ``jnp.floating``, ...); else ``TypeError``. Checked at trace time.
+
+    Example:
+      >>> check_dtype("labels", jnp.zeros(2), jnp.integer)
+      Traceback (most recent call last):
+      ...
+      TypeError: labels must have a integer dtype, got float32
+    """
+    dtype = jnp.result_type(x)
+    if not jnp.issubdtype(dtype, kind):
+        raise TypeError(f"{name} must have a {kind.__name__} dtype, got {dtype}")
+
+
+def check_scalar_output(
+    name: str, f: Callable[..., Any], *args: Any, hint: str = ""
+) -> None:
+    """``f(*args)`` returns a scalar; found with ``jax.eval_shape`` (nothing runs).
+
+    Example:
+      >>> check_scalar_output("f", lambda x: 2 * x, jnp.ones(3))
+      Traceback (most recent call last):
+      ...
+      ValueError: f must return a scalar, got shape (3,)
+    """
+    out = jax.eval_shape(f, *args)
+    shape = getattr(out, "shape", None)
+    if shape != ():
+        given = shape if shape is not None else type(out).__name__
+        raise ValueError(f"{name} must return a scalar, got shape {given}{hint}")
+
+
+def as_static_number(name: str, value: Any) -> float:
+    """A setting that fixes the program (``p`` of a p-norm): a Python or NumPy real
+    number, never an array or a bool; returned as a Python float (``math.inf`` too).
+
+    Example:
+      >>> as_static_number("p", 2)
+      2.0
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        raise TypeError(f"{name} must be a Python number, got {value!r}")
+    if isinstance(value, np.complexfloating):
+        raise TypeError(f"{name} must be real, got {value!r}")
+    number = float(value)
+    if math.isnan(number):
+        raise ValueError(f"{name} must be a number, got nan")
+    return number
 
 
 def as_real_float(name: str, x: ArrayLike) -> jax.Array:

@@ -9,8 +9,8 @@ What it should reach: per test sample, only the winning piece of every maxout un
 gradient (non-winner gradients exactly 0, a fraction 1/pieces of the pieces non-zero);
 an exact tie (a duplicated piece) sends the whole gradient to the lowest index, where
 ``jnp.max`` would split it; test accuracy of at least 0.95 on the 360 test digits
-(DESIGN.md split, inputs x / 16; the ReLU MLP reference of the same width is trained
-alongside for comparison).
+(chainlab.data (digits protocol), inputs x / 16; the ReLU MLP reference of the same
+width is trained alongside for comparison).
 """
 
 import ml_collections

@@ -1,5 +1,381 @@
 """Bad inputs for the science functions of the library (see ``test_bad_inputs.py``)."""
 
+import jax.numpy as jnp
+import numpy as np
 from bad_input_case import Case
 
-CASES: list[Case] = []
+from chainlab.science import economics, finance, hamiltonian_network, mechanics
+from chainlab.science import systems as sy
+
+OPTION = {"S": 100.0, "K": 100.0, "T": 1.0, "r": 0.05, "sigma": 0.2}
+PRICERS = {
+    "black_scholes": finance.black_scholes,
+    "greeks": finance.greeks,
+    "greeks_closed_form": finance.greeks_closed_form,
+    "price_via_heat_equation": finance.price_via_heat_equation,
+}
+
+
+def _option(pricer, **changes):
+    return lambda: PRICERS[pricer](**{**OPTION, **changes})
+
+
+def _option_cases() -> list[Case]:
+    """Every pricer refuses a bad kind, S <= 0, K <= 0, T < 0 and sigma < 0 (as a
+    Python float, a numpy array and a concrete jax array)."""
+    cases = []
+    for pricer in PRICERS:
+        cases += [
+            Case(
+                f"{pricer} kind",
+                _option(pricer, kind="straddle"),
+                ValueError,
+                "kind must be one of 'call', 'put'",
+            ),
+            Case(f"{pricer} S=0", _option(pricer, S=0.0), ValueError, "S must be > 0"),
+            Case(
+                f"{pricer} K<0", _option(pricer, K=-100.0), ValueError, "K must be > 0"
+            ),
+        ]
+        strict = pricer in ("greeks_closed_form", "price_via_heat_equation")
+        relation = "> 0" if strict else ">= 0"
+        for name, value in (
+            ("sigma float", -0.2),
+            ("sigma numpy", np.array(-0.2)),
+            ("sigma jax", jnp.array([0.2, -0.2])),
+            ("T", -1.0),
+        ):
+            argument = name.split()[0]
+            cases.append(
+                Case(
+                    f"{pricer} {name} < 0",
+                    _option(pricer, **{argument: value}),
+                    ValueError,
+                    f"{argument} must be {relation}",
+                )
+            )
+        if strict:
+            cases.append(
+                Case(
+                    f"{pricer} sigma=0",
+                    _option(pricer, sigma=0.0),
+                    ValueError,
+                    "sigma must be > 0",
+                )
+            )
+    return cases
+
+
+def oscillator(q, p, t):
+    return 0.5 * (p**2 + q**2)
+
+
+def _integrate(**changes):
+    arguments = {"dt": 0.1, "steps": 3, **changes}
+    return lambda: mechanics.integrate(oscillator, 1.0, 0.0, **arguments)
+
+
+def _linear_islm(**changes):
+    settings = {"c0": 200.0, "c": 0.75, "i0": 200.0, "b": 25.0, "k": 1.0, "h": 100.0}
+    return lambda: economics.linear_islm(**{**settings, **changes})
+
+
+MANKIW = economics.linear_islm(c0=200.0, c=0.75, i0=200.0, b=25.0, k=1.0, h=100.0)
+
+
+def mankiw(x, theta):
+    return economics.islm_residual(MANKIW, x, theta)
+
+
+CLOSED_FORM = dict(
+    c0=200.0, c=0.75, i0=200.0, b=25.0, k=1.0, h=100.0, G=100.0, T=100.0, M=1e3, P=2.0
+)
+SPRING_FIELD = hamiltonian_network.hamiltonian_field(
+    lambda w, x: w * jnp.sum(x**2, axis=-1)
+)
+
+CASES: list[Case] = [
+    *_option_cases(),
+    Case(
+        "price_via_heat_equation odd num_x",
+        lambda: finance.price_via_heat_equation(**OPTION, num_x=101),
+        ValueError,
+        "num_x must be even",
+    ),
+    Case(
+        "price_via_heat_equation num_x=2",
+        lambda: finance.price_via_heat_equation(**OPTION, num_x=2),
+        ValueError,
+        "num_x must be an integer >= 4",
+    ),
+    Case(
+        "price_via_heat_equation half_width<0",
+        lambda: finance.price_via_heat_equation(**OPTION, half_width=-1.0),
+        ValueError,
+        "half_width must be > 0",
+    ),
+    Case(
+        "solve_heat_equation num_tau=0",
+        lambda: finance.solve_heat_equation(2.5, 0.02, num_tau=0),
+        ValueError,
+        "num_tau must be an integer >= 1",
+    ),
+    Case(
+        "solve_heat_equation k vector",
+        lambda: finance.solve_heat_equation(jnp.ones(2), 0.02),
+        ValueError,
+        "k must be a scalar",
+    ),
+    Case(
+        "solve_heat_equation tau_max<0",
+        lambda: finance.solve_heat_equation(2.5, -0.02),
+        ValueError,
+        "tau_max must be >= 0",
+    ),
+    Case(
+        "solve_heat_equation x_max<x_min",
+        lambda: finance.solve_heat_equation(2.5, 0.02, x_min=1.0, x_max=-1.0),
+        ValueError,
+        "x_max - x_min must be > 0",
+    ),
+    Case(
+        "solve_heat_equation kind",
+        lambda: finance.solve_heat_equation(2.5, 0.02, kind="digital"),
+        ValueError,
+        "kind must be one of",
+    ),
+    Case(
+        "pde_residual sigma<0",
+        lambda: finance.pde_residual(lambda S, t: S, 1.0, 0.0, r=0.05, sigma=-0.2),
+        ValueError,
+        "sigma must be >= 0",
+    ),
+    Case(
+        "heat_transform sigma=0",
+        lambda: finance.heat_transform(lambda S, t: S, K=1.0, T=1.0, r=0.0, sigma=0.0),
+        ValueError,
+        "sigma must be > 0",
+    ),
+    Case(
+        "heat_transform K<0",
+        lambda: finance.heat_transform(lambda S, t: S, K=-1.0, T=1.0, r=0.0, sigma=0.2),
+        ValueError,
+        "K must be > 0",
+    ),
+    Case(
+        "heat_residual shapes",
+        lambda: finance.heat_residual(lambda x, tau: x, jnp.ones(2), jnp.ones(3)),
+        ValueError,
+        "shapes",
+    ),
+    # mechanics
+    Case(
+        "integrate method",
+        _integrate(method="verlet"),
+        ValueError,
+        "method must be one of 'euler'",
+    ),
+    Case("integrate steps=0", _integrate(steps=0), ValueError, "steps must be an int"),
+    Case("integrate steps float", _integrate(steps=2.0), TypeError, "steps must be"),
+    Case("integrate dt=0", _integrate(dt=0.0), ValueError, "dt must be > 0"),
+    Case(
+        "integrate dt<0 jax", _integrate(dt=jnp.array(-0.1)), ValueError, "dt must be"
+    ),
+    Case(
+        "integrate fixed_point_iterations=0",
+        _integrate(fixed_point_iterations=0),
+        ValueError,
+        "fixed_point_iterations must be an integer >= 1",
+    ),
+    Case(
+        "integrate q, p shapes",
+        lambda: mechanics.integrate(
+            lambda q, p, t: jnp.sum(q * q), jnp.ones(2), jnp.ones(3), dt=0.1, steps=3
+        ),
+        ValueError,
+        "q and p must have the same shape",
+    ),
+    Case(
+        "energy_rate H not scalar",
+        lambda: mechanics.energy_rate(
+            lambda q, p, t: q * p, jnp.ones(2), jnp.ones(2), 0.0
+        ),
+        ValueError,
+        r"H\(q, p, t\) must return a scalar",
+    ),
+    Case(
+        "energy_rate t vector",
+        lambda: mechanics.energy_rate(oscillator, 1.0, 1.0, jnp.ones(2)),
+        ValueError,
+        "t must be a scalar",
+    ),
+    Case(
+        "vector_field q, p shapes",
+        lambda: mechanics.vector_field(oscillator, jnp.ones(2), jnp.ones(3), 0.0),
+        ValueError,
+        "q and p must have the same shape",
+    ),
+    Case(
+        "odeint steps=0",
+        lambda: mechanics.odeint(lambda y, t: y, 1.0, dt=0.1, steps=0),
+        ValueError,
+        "steps must be an integer >= 1",
+    ),
+    Case(
+        "odeint dt<0",
+        lambda: mechanics.odeint(lambda y, t: y, 1.0, dt=-0.1, steps=2),
+        ValueError,
+        "dt must be > 0",
+    ),
+    # systems
+    Case(
+        "kepler_pericentre e=1",
+        lambda: sy.kepler_pericentre(1.0),
+        ValueError,
+        r"eccentricity must be in \[0, 1\)",
+    ),
+    Case(
+        "angular_momentum 3-D",
+        lambda: sy.angular_momentum(jnp.ones(3), jnp.ones(3)),
+        ValueError,
+        r"q must have shape \(2,?\)",
+    ),
+    Case(
+        "parametric_oscillator eps nan",
+        lambda: sy.parametric_oscillator(w0=1.0, eps=float("nan"), omega=1.0),
+        ValueError,
+        "eps must be finite",
+    ),
+    Case(
+        "harmonic_flow frequency inf",
+        lambda: sy.harmonic_flow(1.0, 0.0, 1.0, frequency=float("inf")),
+        ValueError,
+        "frequency must be finite",
+    ),
+    # hamiltonian_network
+    Case(
+        "hamiltonian_field odd state",
+        lambda: SPRING_FIELD(1.0, jnp.ones((4, 3))),
+        ValueError,
+        r"states must be \(batch, 2 n\)",
+    ),
+    Case(
+        "hamiltonian_field rank 1",
+        lambda: SPRING_FIELD(1.0, jnp.ones(4)),
+        ValueError,
+        "states must have rank 2",
+    ),
+    Case(
+        "field_loss derivatives shape",
+        lambda: hamiltonian_network.field_loss(SPRING_FIELD)(
+            1.0, (jnp.ones((4, 2)), jnp.ones((4, 3))), None
+        ),
+        ValueError,
+        r"derivatives must have shape \(4, 2\)",
+    ),
+    Case(
+        "rollout steps=0",
+        lambda: hamiltonian_network.rollout(
+            SPRING_FIELD, 1.0, jnp.ones((1, 2)), dt=0.1, steps=0
+        ),
+        ValueError,
+        "steps must be an integer >= 1",
+    ),
+    Case(
+        "rollout dt=0",
+        lambda: hamiltonian_network.rollout(
+            SPRING_FIELD, 1.0, jnp.ones((1, 2)), dt=0.0, steps=2
+        ),
+        ValueError,
+        "dt must be > 0",
+    ),
+    # economics
+    Case(
+        "comparative_statics x matrix",
+        lambda: economics.comparative_statics(mankiw, jnp.ones((2, 1)), jnp.ones(4)),
+        ValueError,
+        "x must have rank 1",
+    ),
+    Case(
+        "comparative_statics F shape",
+        lambda: economics.comparative_statics(
+            lambda x, theta: x[:1], jnp.ones(2), jnp.ones(4)
+        ),
+        ValueError,
+        r"F\(x, theta\) must have shape \(2,?\)",
+    ),
+    Case(
+        "comparative_statics complex theta",
+        lambda: economics.comparative_statics(mankiw, jnp.ones(2), jnp.ones(4) * 1j),
+        TypeError,
+        "theta must be real",
+    ),
+    Case(
+        "solve_equilibrium max_steps=0",
+        lambda: economics.solve_equilibrium(
+            mankiw, jnp.ones(2), jnp.ones(4), max_steps=0
+        ),
+        ValueError,
+        "max_steps must be an integer >= 1",
+    ),
+    Case(
+        "solve_equilibrium tolerance<0",
+        lambda: economics.solve_equilibrium(
+            mankiw, jnp.ones(2), jnp.ones(4), tolerance=-1e-8
+        ),
+        ValueError,
+        "tolerance must be > 0",
+    ),
+    Case(
+        "solve_equilibrium theta scalar",
+        lambda: economics.solve_equilibrium(mankiw, jnp.ones(2), 1.0),
+        ValueError,
+        "theta must have rank 1",
+    ),
+    Case(
+        "islm_residual theta shape",
+        lambda: economics.islm_residual(MANKIW, jnp.ones(2), jnp.ones(3)),
+        ValueError,
+        r"theta = \(G, T, M, P\) must have shape \(4,?\)",
+    ),
+    Case(
+        "aggregate_demand P<0",
+        lambda: economics.aggregate_demand(
+            MANKIW, -1.0, G=100.0, T=100.0, M=1e3, x0=[0.0, 0.0]
+        ),
+        ValueError,
+        "P must be > 0",
+    ),
+    Case(
+        "aggregate_demand x0 shape",
+        lambda: economics.aggregate_demand(
+            MANKIW, 2.0, G=100.0, T=100.0, M=1e3, x0=[0.0]
+        ),
+        ValueError,
+        r"x0 = \(Y, r\) must have shape \(2,?\)",
+    ),
+    Case("linear_islm h<0", _linear_islm(h=-1.0), ValueError, "h must be >= 0"),
+    Case(
+        "linear_islm b<0 jax", _linear_islm(b=jnp.array(-1.0)), ValueError, "b must be"
+    ),
+    Case(
+        "semilog_islm eta<0",
+        lambda: economics.semilog_islm(
+            c0=200.0, c=0.75, i0=200.0, b=25.0, k=1.0, eta=-0.1
+        ),
+        ValueError,
+        "eta must be >= 0",
+    ),
+    Case(
+        "linear_islm_closed_form P=0",
+        lambda: economics.linear_islm_closed_form(**{**CLOSED_FORM, "P": 0.0}),
+        ValueError,
+        "P must be > 0",
+    ),
+    Case(
+        "semilog_ad_slope P<0",
+        lambda: economics.semilog_ad_slope(1e3, -2.0, c=0.75, b=25.0, eta=0.1),
+        ValueError,
+        "P must be > 0",
+    ),
+]

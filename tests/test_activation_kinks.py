@@ -1,4 +1,4 @@
-"""End-to-end run of the activation_kinks experiment (quick variant)."""
+"""activation_kinks: the quick run end to end, once, with every figure checked on it."""
 
 import json
 
@@ -12,13 +12,17 @@ SLOPE = 0.1  # configs/activation_kinks.py: leaky_slope
 FANOUT_TOLERANCE = 1e-6
 
 
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("activation_kinks") / "run"
+    returned = chainlab.runner.run("activation_kinks", variant="quick", workdir=workdir)
+    return workdir, returned
+
+
 @pytest.mark.slow
-def test_activation_kinks_quick(tmp_path):
-    returned = chainlab.runner.run(
-        "activation_kinks", variant="quick", workdir=tmp_path / "run"
-    )
-    results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert results == returned
+def test_each_convention_at_the_kink(quick):
+    workdir, results = quick
+    assert json.loads((workdir / "results.json").read_text()) == results
     assert results["elu_grad_at_zero_right"] == 1.0
     assert results["elu_grad_at_zero_left"] == ALPHA
     assert results["relu_grad_at_zero"] == 0.0
@@ -29,13 +33,26 @@ def test_activation_kinks_quick(tmp_path):
     assert results["jnp_maximum_grad_at_zero"] == 0.5
     assert results["jax_nn_elu_grad_at_zero"] == ALPHA
     assert results["jnp_max_grad_at_tie"] == pytest.approx((-1.0 + 0.5) / 2)
+
+
+@pytest.mark.slow
+def test_fan_out_sums_and_modes(quick):
+    _, results = quick
     assert 0 <= results["fanout_max_abs_error"] < FANOUT_TOLERANCE
     assert results["fanout_last_branch_only_error"] > 0.1  # the sum matters
     assert results["custom_jvp_all_modes_ok"] is True
     assert results["custom_vjp_forward_mode_fails"] is True
     assert "forward-mode" in results["custom_vjp_forward_mode_error"]
     assert results["custom_vjp_modes_ok"]["grad"] is True
-    report = (tmp_path / "run" / "report.md").read_text()
+    assert results["rules_vs_plain_autodiff_max_abs"] <= 1e-12
+
+
+@pytest.mark.slow
+def test_report_and_figure(quick):
+    workdir, _ = quick
+    report = (workdir / "report.md").read_text()
     assert "FAIL" not in report
     assert "| `relu via custom_vjp` | 0 | fails |" in report
-    assert (tmp_path / "run" / "activations.png").stat().st_size > 0
+    assert "| `relu` | 0 | 1 | 0.5 | 0 | 0 | 0 |" in report
+    assert "issue" not in report and "DESIGN" not in report
+    assert (workdir / "activations.png").stat().st_size > 0

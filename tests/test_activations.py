@@ -68,7 +68,7 @@ def test_grad_matches_plain_autodiff_away_from_kink(name, x64):
 def test_check_grads_float64(name, x64):
     f, _ = ELEMENTWISE[name]
     x = jnp.asarray(SMOOTH_POINTS)
-    check_grads(f, (x,), order=2, modes=("fwd", "rev"), atol=CHECK_GRADS_TOL)
+    check_grads(jax.jit(f), (x,), order=2, modes=("fwd", "rev"), atol=CHECK_GRADS_TOL)
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
@@ -161,9 +161,13 @@ def test_parameter_must_be_scalar_or_broadcast_at_equal_rank(f):
             jax.jit(f)(x, bad)
 
 
-def test_elu_rejects_unknown_side():
-    with pytest.raises(ValueError, match=r"one of \('right', 'left'\), got 'middle'"):
-        elu(0.0, side="middle")
+def test_knobs_are_checked_when_concrete_and_not_under_jit():
+    for alpha in (-1.0, jnp.array(-1.0)):
+        with pytest.raises(ValueError, match="alpha must be >= 0"):
+            elu(jnp.ones(2), alpha)
+    # A traced alpha (a learned one) is not inspected: computed as given.
+    traced = jax.jit(elu)(jnp.array([-1.0]), jnp.array(-2.0))
+    np.testing.assert_allclose(traced, [-2.0 * np.expm1(-1.0)], rtol=FLOAT32_TOL)
 
 
 # --- maxout -------------------------------------------------------------------------
@@ -217,7 +221,9 @@ def test_maxout_check_grads_and_modes_float64(key, x64):
     x, w, b = _random_maxout(key)
     x, w, b = (jnp.asarray(a, jnp.float64) for a in (x, w, b))
     # Second order is covered by the exact zero Hessian below.
-    check_grads(maxout, (x, w, b), order=1, modes=("fwd", "rev"), atol=CHECK_GRADS_TOL)
+    check_grads(
+        jax.jit(maxout), (x, w, b), order=1, modes=("fwd", "rev"), atol=CHECK_GRADS_TOL
+    )
     for argnum in (0, 1):
         fwd = jax.jacfwd(maxout, argnums=argnum)(x, w, b)
         rev = jax.jacrev(maxout, argnums=argnum)(x, w, b)
@@ -230,8 +236,8 @@ def test_maxout_check_grads_and_modes_float64(key, x64):
 @pytest.mark.parametrize(
     ("shapes", "message"),
     [
-        (((4,), (3, 4), (3, 2)), "weight must have shape"),
-        (((5,), (3, 4, 2), (3, 2)), r"input must have shape \(\.\.\., 4\)"),
+        (((4,), (3, 4), (3, 2)), "weight must have rank 3"),
+        (((5,), (3, 4, 2), (3, 2)), r"x must have shape \(\.\.\., 4\)"),
         (((4,), (3, 4, 2), (2, 2)), r"bias must have shape \(3, 2\)"),
     ],
 )

@@ -120,8 +120,9 @@ def test_large_logits_are_stable():
 def test_check_grads_float64(masked, key, x64):
     q, k, v = _qkv(key, prefix=(2,), tq=2, tk=3, d=3, dtype=jnp.float64)
     mask = jnp.array([[True, True, False], [False, True, True]]) if masked else None
+    # Jitted: one compile per transformation instead of one per primitive.
     check_grads(
-        lambda q, k, v, tau: attention(q, k, v, tau=tau, mask=mask),
+        jax.jit(lambda q, k, v, tau: attention(q, k, v, tau=tau, mask=mask)),
         (q, k, v, jnp.float64(0.8)),
         order=2,
         modes=("fwd", "rev"),
@@ -130,9 +131,8 @@ def test_check_grads_float64(masked, key, x64):
     )
 
 
-@pytest.mark.parametrize("tau", [0.05, 1.0, 20.0])
 @pytest.mark.parametrize("masked", [False, True])
-def test_tau_grad_closed_form_vs_autodiff_and_fd(tau, masked, key, x64):
+def test_tau_grad_closed_form_vs_autodiff_and_fd(masked, key, x64):
     q, k, v = _qkv(key, prefix=(2,), dtype=jnp.float64)
     cotangent = jax.random.normal(jax.random.fold_in(key, 1), (2, 3, 2), jnp.float64)
     mask = jnp.array([[True, False, True, True]] * 3) if masked else None
@@ -140,14 +140,19 @@ def test_tau_grad_closed_form_vs_autodiff_and_fd(tau, masked, key, x64):
     def loss(t):
         return jnp.sum(cotangent * attention(q, k, v, tau=t, mask=mask))
 
-    closed = attention_tau_grad(q, k, v, tau, cotangent, mask=mask)
-    auto = jax.grad(loss)(jnp.float64(tau))
-    h = FD_STEP * tau
-    fd = (loss(tau + h) - loss(tau - h)) / (2 * h)
-    scale = max(abs(float(auto)), 1.0)  # relative error, absolute near zero
-    assert closed.shape == ()
-    assert abs(float(closed - auto)) <= F64_TOL * scale
-    assert abs(float(closed - fd)) <= FD_TOL * scale
+    @jax.jit
+    def three_ways(tau):  # compiled once, tau traced: reused for every temperature
+        h = FD_STEP * tau
+        fd = (loss(tau + h) - loss(tau - h)) / (2 * h)
+        closed = attention_tau_grad(q, k, v, tau, cotangent, mask=mask)
+        return closed, jax.grad(loss)(tau), fd
+
+    for tau in (0.05, 1.0, 20.0):
+        closed, auto, fd = three_ways(jnp.float64(tau))
+        scale = max(abs(float(auto)), 1.0)  # relative error, absolute near zero
+        assert closed.shape == ()
+        assert abs(float(closed - auto)) <= F64_TOL * scale
+        assert abs(float(closed - fd)) <= FD_TOL * scale
 
 
 def test_tau_grad_is_the_logit_sum_formula(key, x64):
@@ -182,28 +187,16 @@ def test_tau_grad_under_jit_and_vmap(key):
     )
 
 
-def test_attention_errors(key):
+def test_tau_is_checked_when_concrete_and_not_under_jit(key):
     q, k, v = _qkv(key)
-    with pytest.raises(ValueError, match="same feature size"):
-        attention(q, k[:, :2], v)
-    with pytest.raises(ValueError, match="number of keys"):
-        attention(q, k, v[:2])
-    with pytest.raises(ValueError, match="batch prefix"):
-        attention(q[None], k, v)
-    with pytest.raises(ValueError, match="tau must be a scalar"):
-        attention(q, k, v, tau=jnp.ones(2))
-    for tau in (0.0, -1.0):
-        with pytest.raises(ValueError, match="tau must be a positive temperature"):
+    for tau in (0.0, -1.0, jnp.array(0.0), jnp.array(-1.0)):
+        with pytest.raises(ValueError, match="tau must be > 0"):
             attention(q, k, v, tau=tau)
-        with pytest.raises(ValueError, match="tau must be a positive temperature"):
-            attention_tau_grad(q, k, v, tau, jnp.ones((3, 2)))
-    with pytest.raises(TypeError, match="boolean"):
-        attention(q, k, v, mask=jnp.ones((3, 4)))
-    with pytest.raises(ValueError, match="does not broadcast"):
-        attention(q, k, v, mask=jnp.ones((3, 3), bool))
-    with pytest.raises(ValueError, match="cotangent"):
-        attention_tau_grad(q, k, v, 1.0, jnp.ones((3, 3)))
-    with pytest.raises(ValueError, match="same feature size"):
+    # A traced tau (a learned temperature) is not inspected: documented behaviour.
+    out = jax.jit(lambda t: attention(q, k, v, tau=t))(jnp.array(-1.0))
+    np.testing.assert_allclose(out, _reference(q, k, v, -1.0), atol=F32_TOL)
+    # Shapes are static: checked under jit too.
+    with pytest.raises(ValueError, match="k must have shape"):
         jax.jit(attention)(q, k[:, :2], v)
 
 
@@ -241,10 +234,3 @@ def test_temperature_from_log_check_grads_float64(x64):
         atol=CHECK_GRADS_TOL,
         rtol=CHECK_GRADS_TOL,
     )
-
-
-def test_temperature_from_log_errors():
-    with pytest.raises(ValueError, match="min_tau must be positive"):
-        temperature_from_log(0.0, min_tau=0.0)
-    with pytest.raises(ValueError, match="must not exceed"):
-        temperature_from_log(0.0, min_tau=2.0, max_tau=1.0)

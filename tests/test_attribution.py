@@ -14,7 +14,9 @@ from chainlab.models import MLP
 EXACT64 = 1e-12
 # The same identities in float32: rounding of ~50 summed terms.
 EXACT32 = 1e-5
-# Completeness of 50-node Gauss-Legendre on a smooth tanh network in float64 (issue 6).
+# Completeness of 50-node Gauss-Legendre on a smooth tanh network in float64: the
+# quadrature error is far below it (Gauss-Legendre converges exponentially for an
+# analytic integrand), so the bound is rounding plus a wide margin.
 COMPLETENESS64 = 1e-6
 # Re-ordered float32 sums (chunked vs unchunked, vmap vs loop, jit vs eager).
 REORDER32 = 1e-5
@@ -98,10 +100,19 @@ def test_known_answers_product(m, dtype, request):
     }
     if m >= 2:
         expected["riemann_trapezoid"] = exact
-    for method, want in expected.items():
-        got = attr.integrated_gradients(f, x, steps=m, method=method)
+
+    @jax.jit
+    def every_rule(x):
+        return {
+            method: attr.integrated_gradients(f, x, steps=m, method=method)
+            for method in expected
+        }
+
+    for method, got in every_rule(x).items():
         assert got.dtype == jnp.dtype(dtype)
-        np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=method)
+        np.testing.assert_allclose(
+            got, expected[method], rtol=tol, atol=tol, err_msg=method
+        )
 
 
 def test_gauss_legendre_is_exact_for_polynomials(x64):
@@ -128,9 +139,9 @@ def test_completeness_float64_smooth_network(key, x64):
         def f(z):
             return model.apply(params, z)[label]
 
-        ig = attr.integrated_gradients(f, x, baseline, steps=50)
+        ig = attr.integrated_gradients(f, x, baseline=baseline, steps=50)
         assert ig.dtype == jnp.float64
-        return attr.completeness_delta(f, x, baseline, ig, relative=True)
+        return attr.completeness_delta(f, x, ig, baseline=baseline, relative=True)
 
     for label in range(3):
         assert float(rel_error(label)) < COMPLETENESS64
@@ -149,7 +160,7 @@ def test_completeness_converges_in_steps(key, x64):
         out = {}
         for method, n in [(m, n) for m in attr.METHODS for n in (20, 200, 400)]:
             ig = attr.integrated_gradients(f, x, steps=n, method=method)
-            out[method, n] = attr.completeness_delta(f, x, None, ig, relative=True)
+            out[method, n] = attr.completeness_delta(f, x, ig, relative=True)
         return out
 
     table = errors(x)
@@ -182,20 +193,22 @@ def test_vmap_over_batch_equals_loop(key):
     np.testing.assert_allclose(batched, looped, rtol=REORDER32, atol=REORDER32)
 
 
-@pytest.mark.parametrize("method", attr.METHODS)
-def test_chunked_equals_unchunked(method, key):
+def test_chunked_equals_unchunked(key):
+    # Chunking only regroups the nodes of a rule: two rules with unequal weights and
+    # chunk sizes that pad (5), divide exactly (1) and cover the whole path (23).
     model, params = _network(key)
     x = jax.random.normal(jax.random.key(1), (5,))
 
     def f(z):
         return model.apply(params, z)[1]
 
-    whole = attr.integrated_gradients(f, x, steps=23, method=method)
-    for chunk_size in [1, 5, 23, 100]:
-        chunked = attr.integrated_gradients(
-            f, x, steps=23, method=method, chunk_size=chunk_size
-        )
-        np.testing.assert_allclose(chunked, whole, rtol=REORDER32, atol=REORDER32)
+    for method in ("riemann_trapezoid", "gausslegendre"):
+        whole = attr.integrated_gradients(f, x, steps=23, method=method)
+        for chunk_size in [1, 5, 23]:
+            chunked = attr.integrated_gradients(
+                f, x, steps=23, method=method, chunk_size=chunk_size
+            )
+            np.testing.assert_allclose(chunked, whole, rtol=REORDER32, atol=REORDER32)
 
 
 def test_chunking_bounds_the_vmapped_batch():
@@ -227,14 +240,16 @@ def test_jit_equals_eager_and_baseline_user_array(key):
         return model.apply(params, z)[0]
 
     def run(x, b):
-        return attr.integrated_gradients(f, x, b, method="riemann_middle")
+        return attr.integrated_gradients(f, x, baseline=b, method="riemann_middle")
 
     eager = run(x, baseline)
     np.testing.assert_allclose(jax.jit(run)(x, baseline), eager, rtol=REORDER32)
-    rel = attr.completeness_delta(f, x, baseline, eager, relative=True)
+    rel = attr.completeness_delta(f, x, eager, baseline=baseline, relative=True)
     assert float(rel) < 1e-3
     # Baseline equal to the input: nothing moves, nothing is attributed.
-    np.testing.assert_array_equal(attr.integrated_gradients(f, x, x), jnp.zeros(5))
+    np.testing.assert_array_equal(
+        attr.integrated_gradients(f, x, baseline=x), jnp.zeros(5)
+    )
 
 
 def test_default_baseline_is_zeros(key):
@@ -244,7 +259,7 @@ def test_default_baseline_is_zeros(key):
     x = jax.random.normal(key, (2, 3))
     np.testing.assert_array_equal(
         attr.integrated_gradients(f, x),
-        attr.integrated_gradients(f, x, jnp.zeros(x.shape)),
+        attr.integrated_gradients(f, x, baseline=jnp.zeros(x.shape)),
     )
 
 
@@ -266,14 +281,14 @@ def test_flax_module_inside_a_module(key):
     class Explained(nn.Module):
         @nn.compact
         def __call__(self, x):
-            net = MLP((8, 3))
+            net = MLP((8, 3), name="net")  # reached by its explicit name
             net(x)  # create the parameters
             return attr.integrated_gradients(lambda z: net(z)[2], x, steps=16)
 
     x = jax.random.normal(jax.random.key(1), (4,))
     params = Explained().init(key, x)
     ig = Explained().apply(params, x)
-    inner = {"params": params["params"]["MLP_0"]}
+    inner = {"params": params["params"]["net"]}
 
     def logit(z):
         return MLP((8, 3)).apply(inner, z)[2]
@@ -296,7 +311,7 @@ def test_path_integrated_gradients(key, x64):
 
     np.testing.assert_allclose(
         attr.path_integrated_gradients(f, line, steps=30),
-        attr.integrated_gradients(f, x, baseline, steps=30),
+        attr.integrated_gradients(f, x, baseline=baseline, steps=30),
         rtol=EXACT64,
         atol=EXACT64,
     )
@@ -306,7 +321,8 @@ def test_path_integrated_gradients(key, x64):
 
     pig = attr.path_integrated_gradients(f, curve, steps=60, chunk_size=16)
     np.testing.assert_allclose(jnp.sum(pig), f(x) - f(baseline), rtol=COMPLETENESS64)
-    assert not np.allclose(pig, attr.integrated_gradients(f, x, baseline), atol=1e-3)
+    straight = attr.integrated_gradients(f, x, baseline=baseline)
+    assert not np.allclose(pig, straight, atol=1e-3)
 
 
 def test_blurred_baseline(key):
@@ -331,8 +347,9 @@ def test_blurred_baseline(key):
     def f(z):
         return jnp.sum(jnp.tanh(z) * jnp.cos(z[::-1]))
 
-    ig = attr.integrated_gradients(f, image, blurred, steps=32)
-    assert float(attr.completeness_delta(f, image, blurred, ig, relative=True)) < 1e-4
+    ig = attr.integrated_gradients(f, image, baseline=blurred, steps=32)
+    rel = attr.completeness_delta(f, image, ig, baseline=blurred, relative=True)
+    assert float(rel) < 1e-4
 
 
 def test_uniform_and_expected_integrated_gradients(key, x64):
@@ -347,10 +364,13 @@ def test_uniform_and_expected_integrated_gradients(key, x64):
 
     eg = attr.expected_integrated_gradients(f, x, baselines, steps=40)
     mean = jnp.mean(
-        jnp.stack([attr.integrated_gradients(f, x, b, steps=40) for b in baselines]), 0
+        jax.vmap(lambda b: attr.integrated_gradients(f, x, baseline=b, steps=40))(
+            baselines
+        ),
+        0,
     )
     np.testing.assert_allclose(eg, mean, rtol=EXACT64, atol=EXACT64)
-    delta = attr.completeness_delta(f, x, baselines, eg)
+    delta = attr.completeness_delta(f, x, eg, baseline=baselines)
     assert abs(float(delta)) < COMPLETENESS64
 
 
@@ -361,8 +381,8 @@ def test_completeness_delta_sign_and_relative():
     x = jnp.array([2.0, 3.0])
     # Left Riemann with 4 nodes attributes 3/4 of f(x) - f(0) = 6.
     ig = attr.integrated_gradients(f, x, steps=4, method="riemann_left")
-    assert float(attr.completeness_delta(f, x, None, ig)) == pytest.approx(-1.5)
-    rel = attr.completeness_delta(f, x, jnp.zeros(2), ig, relative=True)
+    assert float(attr.completeness_delta(f, x, ig)) == pytest.approx(-1.5)
+    rel = attr.completeness_delta(f, x, ig, baseline=jnp.zeros(2), relative=True)
     assert float(rel) == pytest.approx(0.25)
 
 
@@ -389,8 +409,10 @@ def test_gradient_x_input_is_one_node_ig(key):
     x = jax.random.normal(key, (7,))
     baseline = jnp.full(7, 0.5)
     np.testing.assert_allclose(
-        attr.gradient_x_input(f, x, baseline),
-        attr.integrated_gradients(f, x, baseline, steps=1, method="riemann_right"),
+        attr.gradient_x_input(f, x, baseline=baseline),
+        attr.integrated_gradients(
+            f, x, baseline=baseline, steps=1, method="riemann_right"
+        ),
         rtol=EXACT32,
     )
 
@@ -406,91 +428,10 @@ def test_deletion_curve():
     curve = attr.deletion_curve(f, x, ig)
     # f(x) = 1.5; deleted in the order 2, 3, 0, 1 (contributions 2, 1, 0.5, -2).
     np.testing.assert_allclose(curve, [1.5, -0.5, -1.5, -2.0, 0.0], rtol=EXACT32)
-    half = attr.deletion_curve(f, x, ig, jnp.ones(4), num_points=2)
+    half = attr.deletion_curve(f, x, ig, baseline=jnp.ones(4), num_points=2)
     np.testing.assert_allclose(half, [1.5, 0.75, 1.75], rtol=EXACT32)
     # Works on any shape: a 2x2 image gives the same curve.
     square = attr.deletion_curve(
         lambda z: f(z.ravel()), x.reshape(2, 2), ig.reshape(2, 2)
     )
     np.testing.assert_allclose(square, curve, rtol=EXACT32)
-
-
-@pytest.mark.parametrize(
-    ("call", "error", "match"),
-    [
-        (
-            lambda f, x: attr.integrated_gradients(f, x, method="simpson"),
-            ValueError,
-            "allowed: riemann_left, riemann_right, riemann_middle, "
-            "riemann_trapezoid, gausslegendre",
-        ),
-        (
-            lambda f, x: attr.integrated_gradients(
-                f, x, steps=1, method="riemann_trapezoid"
-            ),
-            ValueError,
-            "needs steps >= 2",
-        ),
-        (lambda f, x: attr.integrated_gradients(f, x, steps=0), ValueError, ">= 1"),
-        (lambda f, x: attr.integrated_gradients(f, x, steps=2.0), TypeError, "int"),
-        (
-            lambda f, x: attr.integrated_gradients(f, x, jnp.zeros(4)),
-            ValueError,
-            "baseline shape",
-        ),
-        (
-            lambda f, x: attr.integrated_gradients(lambda z: z, x),
-            ValueError,
-            "must return a scalar",
-        ),
-        (
-            lambda f, x: attr.integrated_gradients(f, x, chunk_size=0),
-            ValueError,
-            "chunk_size",
-        ),
-        (lambda f, x: attr.blurred_baseline(x, sigma=0.0), ValueError, "sigma"),
-        (
-            lambda f, x: attr.blurred_baseline(x, axes=(1,)),
-            ValueError,
-            r"axes \(1,\) out of range .* allowed are -1\.\.0",
-        ),
-        (
-            lambda f, x: attr.uniform_baselines(jax.random.key(0), x, num_samples=0),
-            ValueError,
-            "num_samples must be >= 1",
-        ),
-        (
-            lambda f, x: attr.deletion_curve(f, x, x, num_points=1.5),
-            TypeError,
-            "num_points must be a Python int",
-        ),
-        (
-            lambda f, x: attr.integrated_gradients(f, x.astype(jnp.complex64)),
-            TypeError,
-            "must be real",
-        ),
-        (
-            lambda f, x: attr.path_integrated_gradients(f, lambda a: jnp.arange(3)),
-            TypeError,
-            "real floating",
-        ),
-        (
-            lambda f, x: attr.expected_integrated_gradients(f, x, jnp.zeros(3)),
-            ValueError,
-            "baselines shape",
-        ),
-        (
-            lambda f, x: attr.deletion_curve(f, x, x, num_points=4),
-            ValueError,
-            "num_points",
-        ),
-        (
-            lambda f, x: attr.integrated_gradients_to_tolerance(f, x, rtol=0.0),
-            ValueError,
-            "rtol",
-        ),
-    ],
-)
-def test_bad_input_is_refused(call, error, match):
-    with pytest.raises(error, match=match):
-        call(lambda z: jnp.sum(z**2), jnp.ones(3))

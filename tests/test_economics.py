@@ -13,8 +13,11 @@ from chainlab.science.economics import (
     ISLM_VARIABLES,
     aggregate_demand,
     comparative_statics,
+    islm_curve,
     islm_residual,
     linear_islm,
+    linear_islm_closed_form,
+    semilog_ad_slope,
     semilog_islm,
     solve_equilibrium,
 )
@@ -45,16 +48,10 @@ def semilog_system():
     return partial(islm_residual, semilog_islm(**SEMILOG))
 
 
-def linear_closed_form(G, T, M, P, *, c0, c, i0, b, k, h):
-    """Equilibrium and dx/dtheta of the linear model by hand (Cramer's rule)."""
-    D = h * (1 - c) + b * k
-    A = c0 - c * T + i0 + G
-    Y = (h * A + b * M / P) / D
-    r = (k * Y - M / P) / h
-    dY = np.array([h, -c * h, b / P, -b * M / P**2]) / D  # d/d(G, T, M, P)
-    dmoney = np.array([0.0, 0.0, 1 / P, -M / P**2])  # d(M/P)/d(G, T, M, P)
-    dr = (k * dY - dmoney) / h
-    return np.array([Y, r]), np.stack([dY, dr])
+def linear_closed_form(G, T, M, P, **model):
+    """Equilibrium and dx/dtheta of the linear model by Cramer's rule (library)."""
+    x, dx = linear_islm_closed_form(**model, G=G, T=T, M=M, P=P)
+    return np.asarray(x), np.asarray(dx)
 
 
 def test_names_match_shapes():
@@ -134,7 +131,8 @@ def test_semilog_slope_closed_form(x64):
     ad = lambda P: aggregate_demand(model, P, **theta, x0=[1000.0, 5.0])  # noqa: E731
     Y = ad(P)
     b, c, eta = SEMILOG["b"], SEMILOG["c"], SEMILOG["eta"]
-    expected = -b * Y / (P * (b + (1 - c) * eta * Y))
+    expected = semilog_ad_slope(Y, P, c=c, b=b, eta=eta)
+    np.testing.assert_allclose(expected, -b * Y / (P * (b + (1 - c) * eta * Y)))
     np.testing.assert_allclose(jax.grad(ad)(P), expected, rtol=EXACT_RTOL)
     # Y is on both curves: 1700 - 100 r = Y and Y exp(-0.1 r) = 500.
     r = (1700.0 - Y) / 100.0
@@ -204,15 +202,24 @@ def test_non_convergence_is_nan_under_jit():
     np.testing.assert_allclose(root, [2.0], rtol=FLOAT32_RTOL)
 
 
-def test_bad_inputs_are_refused():
-    F = mankiw_system()
-    with pytest.raises(ValueError, match=r"x must be a vector"):
-        comparative_statics(F, jnp.ones((2, 1)), jnp.ones(4))
-    with pytest.raises(ValueError, match="one equation per unknown"):
-        comparative_statics(lambda x, theta: x[:1], jnp.ones(2), jnp.ones(4))
-    with pytest.raises(ValueError, match="max_steps must be a positive int"):
-        solve_equilibrium(F, jnp.ones(2), jnp.ones(4), max_steps=0)
-    with pytest.raises(ValueError, match="tolerance must be positive"):
-        solve_equilibrium(F, jnp.ones(2), jnp.ones(4), tolerance=-1e-8)
-    with pytest.raises(ValueError, match=r"theta = \(G, T, M, P\)"):
-        islm_residual(linear_islm(**MANKIW), jnp.ones(2), jnp.ones(3))
+def test_closed_form_multipliers_and_broadcasting(x64):
+    """Mankiw's multipliers by hand: dY/dG = h / D = 2, dY/dM = b / (P D) = 1/4; a
+    batch of price levels gives a batch of equilibria."""
+    x, dx = linear_closed_form(*MANKIW_THETA, **MANKIW)
+    np.testing.assert_allclose(x, [1100.0, 6.0], rtol=EXACT_RTOL)
+    np.testing.assert_allclose(dx[0], [2.0, -1.5, 0.25, -125.0], rtol=EXACT_RTOL)
+    P = np.array([1.0, 2.0, 4.0])
+    xs, dxs = linear_islm_closed_form(**MANKIW, G=100.0, T=100.0, M=1000.0, P=P)
+    assert xs.shape == (3, 2) and dxs.shape == (3, 2, 4)
+    np.testing.assert_allclose(xs[:, 0], 850.0 + 500.0 / P, rtol=EXACT_RTOL)
+
+
+def test_is_and_lm_curves_cross_at_the_equilibrium(x64):
+    model = linear_islm(**MANKIW)
+    theta = jnp.array(MANKIW_THETA)
+    r = jnp.array([4.0, 6.0, 8.0])
+    IS = islm_curve(model, r, theta, market="IS", Y0=1000.0)
+    LM = islm_curve(model, r, theta, market="LM", Y0=1000.0)
+    np.testing.assert_allclose(IS, 1700.0 - 100.0 * r, rtol=EXACT_RTOL)
+    np.testing.assert_allclose(LM, 500.0 + 100.0 * r, rtol=EXACT_RTOL)
+    np.testing.assert_allclose(IS[1], LM[1], rtol=EXACT_RTOL)  # at r = 6

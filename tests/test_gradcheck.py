@@ -83,25 +83,8 @@ def test_numerical_grad_matches_grad_and_refuses_vector_output(key, x64):
         float(max_abs_error(numerical_grad(scalar, params), jax.grad(scalar)(params)))
         < CENTRAL_FLOAT64_TOL
     )
-    with pytest.raises(ValueError, match=r"scalar-valued f, got output shape \(2, 3\)"):
+    with pytest.raises(ValueError, match=r"f must return a scalar, got shape \(2, 3\)"):
         numerical_grad(_pytree_function, params)
-
-
-def test_bad_arguments_are_refused():
-    with pytest.raises(
-        ValueError, match=r"one of \('central', 'forward', 'backward'\)"
-    ):
-        numerical_jacobian(jnp.sin, jnp.zeros(2), method="sideways")
-    with pytest.raises(ValueError, match="eps must be positive or None, got 0.0"):
-        numerical_jacobian(jnp.sin, jnp.zeros(2), eps=0.0)
-    with pytest.raises(TypeError, match="floating arrays, got dtype int32"):
-        numerical_jacobian(jnp.sin, jnp.zeros(2, jnp.int32))
-    with pytest.raises(TypeError, match="return an array"):
-        numerical_jacobian(lambda x: {"y": x}, jnp.zeros(2))
-    with pytest.raises(ValueError, match="different structures"):
-        max_abs_error({"a": 1.0}, {"b": 1.0})
-    with pytest.raises(ValueError, match=r"shapes \(2,\) and \(3,\)"):
-        max_abs_error(jnp.zeros(2), jnp.zeros(3))
 
 
 def test_error_measures():

@@ -19,8 +19,9 @@ def test_quick_variant_end_to_end(tmp_path):
     assert saved["ad_slope_finite_difference"] == pytest.approx(-125.0, rel=1e-7)
     assert saved["comparative_statics"]["dY/dG"] == pytest.approx(2.0, rel=1e-12)
     shifts = saved["shifts"]["linear"]
-    assert (shifts["G"]["Y"], shifts["G"]["r"]) == pytest.approx((1200.0, 7.0))
-    assert (shifts["M"]["Y"], shifts["M"]["r"]) == pytest.approx((1150.0, 5.5))
+    assert shifts["G"]["x"] == pytest.approx([1200.0, 7.0])
+    assert shifts["M"]["x"] == pytest.approx([1150.0, 5.5])
+    assert shifts["G"]["predicted"] == pytest.approx([1200.0, 7.0])
     semilog = saved["semilog"]
     assert semilog["ad_slope_ift"] == pytest.approx(
         semilog["ad_slope_closed_form"], rel=1e-10
@@ -31,4 +32,5 @@ def test_quick_variant_end_to_end(tmp_path):
     assert saved["random_economies"]["max_rel_error_ift_vs_closed_form"] < 1e-10
     report = (tmp_path / "run" / "report.md").read_text()
     assert "FAIL" not in report
+    assert report.count("| pass |") == 9
     assert (tmp_path / "run" / "islm_ad.png").stat().st_size > 0

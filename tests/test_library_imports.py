@@ -10,6 +10,7 @@ MATHEMATICAL_MODULES = [
     "activations",
     "attention",
     "attribution",
+    "embedding",
     "flows",
     "gradcheck",
     "layers",

@@ -1,11 +1,11 @@
-"""The shared Flax networks: shapes, example independence, bad input."""
+"""The shared Flax networks: shapes, example independence, layer names, bad input."""
 
+import chex
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
-from chainlab.models import MLP, ConvNet
+from chainlab.models import MLP, ConvNet, dense_layers
 from chainlab.regularizers import jacobian_penalty
 
 
@@ -19,20 +19,21 @@ def test_flat_digits_to_logits_one_example_at_a_time(model, key):
     assert logits.shape == (5, 10)
     # No example sees another: one at a time gives the same logits.
     single = jnp.stack([model.apply(params, row) for row in x])
-    np.testing.assert_allclose(logits, single, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(logits, single, rtol=1e-5, atol=1e-6)
     # So the batched exact penalty is the mean of per-example ||jacrev||_F^2.
     jacobians = jax.vmap(jax.jacrev(lambda row: model.apply(params, row)))(x)
     expected = jnp.mean(jnp.sum(jacobians**2, axis=(1, 2)))
     penalty = jacobian_penalty(model.apply, params, x, method="exact")
-    np.testing.assert_allclose(penalty, expected, rtol=1e-5)
+    chex.assert_trees_all_close(penalty, expected, rtol=1e-5)
 
 
-def test_convnet_halves_the_image_after_the_first_layer(key):
+def test_convnet_layers_by_name_halve_the_image_after_the_first(key):
     model = ConvNet((4, 8, 8), 3)
     params = model.init(key, jnp.zeros((1, 64)))["params"]
-    assert params["Conv_0"]["kernel"].shape == (3, 3, 1, 4)
-    # 8x8 -> 8x8 -> 4x4 -> 2x2 pixels of 8 channels feed the Dense layer.
-    assert params["Dense_0"]["kernel"].shape == (2 * 2 * 8, 3)
+    assert sorted(params) == ["conv_0", "conv_1", "conv_2", "readout"]
+    assert params["conv_0"]["kernel"].shape == (3, 3, 1, 4)
+    # 8x8 -> 8x8 -> 4x4 -> 2x2 pixels of 8 channels feed the readout.
+    assert params["readout"]["kernel"].shape == (2 * 2 * 8, 3)
 
 
 def test_convnet_refuses_the_wrong_image_size(key):
@@ -40,3 +41,29 @@ def test_convnet_refuses_the_wrong_image_size(key):
     params = model.init(key, jnp.zeros((1, 64)))
     with pytest.raises(ValueError, match=r"flat images of 64 = 8x8x1 values"):
         model.apply(params, jnp.zeros((2, 63)))
+
+
+def test_dense_layers_follow_the_network_even_past_ten_layers(key):
+    # Twelve layers: sorted keys would put dense_10 before dense_2. Equal widths
+    # (few distinct shapes to compile); the forward pass below pins the order.
+    widths = (3,) * 11 + (2,)
+    model = MLP(widths, activation=jnp.tanh)
+    params = jax.tree.map(lambda a: a, model.init(key, jnp.zeros(1)))
+    layers = dense_layers(params)
+    assert [layer["kernel"].shape for layer in layers] == list(
+        zip((1, *widths[:-1]), widths, strict=True)
+    )
+    assert dense_layers(params["params"])[5]["bias"].shape == (widths[5],)
+    # Rebuilding the forward pass from the layers gives the module's output.
+    x = jnp.array([0.7])
+    h = x
+    for i, layer in enumerate(layers):
+        h = h @ layer["kernel"] + layer["bias"]
+        h = jnp.tanh(h) if i < len(layers) - 1 else h
+    chex.assert_trees_all_close(h, model.apply(params, x), rtol=1e-5, atol=1e-6)
+
+
+def test_dense_layers_refuses_parameters_of_another_network(key):
+    params = ConvNet((4,), 3).init(key, jnp.zeros((1, 64)))
+    with pytest.raises(ValueError, match="must be an MLP's parameters"):
+        dense_layers(params)

@@ -2,6 +2,7 @@
 
 from functools import partial
 
+import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -10,9 +11,12 @@ import pytest
 from jax.test_util import check_grads
 
 from chainlab import activations
+from chainlab.models import MLP, dense_layers
 from chainlab.regularizers import (
     METHODS,
     OneHiddenLayer,
+    estimator_samples,
+    estimator_study,
     estimator_variance,
     input_gradient_norm,
     jacobian_frobenius_sq,
@@ -155,27 +159,33 @@ def test_linear_map_gives_weight_norm(x64, key, method):
 
 @pytest.mark.parametrize("method", ESTIMATORS)
 def test_estimators_are_unbiased_with_predicted_variance(x64, key, method):
+    """estimator_study: sample means within N_SIGMA standard errors of the exact
+    value, sample variances at the closed form, falling as 1 / num_projections."""
     params = _net_params(key, 6, 4, dtype=jnp.float64)
-    x = jax.random.normal(jax.random.key(1), (6,), jnp.float64)
+    xs = jax.random.normal(jax.random.key(1), (2, 6), jnp.float64)
     f = partial(_net, params)
-    exact = jacobian_frobenius_sq(f, x)
-    jac = jax.jacrev(f)(x)
-    keys = jax.random.split(jax.random.key(3), N_KEYS)
-    variances = []
-    for n in (1, 4):
-        draws = jax.jit(
-            jax.vmap(
-                lambda k, n=n: jacobian_frobenius_sq(
-                    f, x, method=method, key=k, num_projections=n
-                )
-            )
-        )(keys)
-        stderr = jnp.std(draws) / np.sqrt(N_KEYS)
-        assert abs(jnp.mean(draws) - exact) < N_SIGMA * stderr
-        predicted = estimator_variance(jac, method=method, num_projections=n)
-        np.testing.assert_allclose(jnp.var(draws), predicted, rtol=VARIANCE_RTOL)
-        variances.append(jnp.var(draws))
-    assert variances[1] < variances[0] / 2
+    study = estimator_study(
+        f,
+        xs,
+        method=method,
+        key=jax.random.key(3),
+        num_draws=N_KEYS,
+        num_projections=(1, 4),
+        chunk=1000,
+    )
+    exact = jax.vmap(partial(jacobian_frobenius_sq, f))(xs)
+    chex.assert_trees_all_close(study.exact, exact, rtol=RTOL_F64)
+    assert jnp.all(study.z_score < N_SIGMA)
+    np.testing.assert_allclose(
+        study.variance, study.predicted_variance, rtol=VARIANCE_RTOL
+    )
+    assert jnp.all(study.variance[1] < study.variance[0] / 2)
+    chex.assert_trees_all_close(
+        study.relative_variance(predicted=True)[1],
+        study.relative_variance(predicted=True)[0] / 4,
+        rtol=RTOL_F64,
+    )
+    assert abs(study.log_log_slope() + 1) < 0.15
 
 
 def test_projection_beats_gaussian_probes(key):
@@ -243,12 +253,14 @@ def test_estimator_gradients_are_unbiased(x64, key, method):
 
 
 class _TinyMLP(nn.Module):
+    """4 -> 5 -> 3, its layers named ``hidden`` and ``out``."""
+
     activation: object = jnp.tanh
 
     @nn.compact
     def __call__(self, x):
-        x = self.activation(nn.Dense(5)(x))
-        return nn.Dense(3)(x)
+        x = self.activation(nn.Dense(5, name="hidden")(x))
+        return nn.Dense(3, name="out")(x)
 
 
 def test_jacobian_penalty_on_flax_model_under_jit(key):
@@ -390,8 +402,8 @@ def test_finite_with_kinked_activations_at_the_kink(key, activation):
     params = jax.tree.map(jnp.zeros_like, model.init(key, x))
     w = jax.random.normal(key, (4, 5))
     v = jax.random.normal(jax.random.key(1), (5, 3))
-    params["params"]["Dense_0"]["kernel"] = w
-    params["params"]["Dense_1"]["kernel"] = v
+    params["params"]["hidden"]["kernel"] = w
+    params["params"]["out"]["kernel"] = v
 
     @jax.jit
     def penalties(p):
@@ -421,20 +433,23 @@ def test_input_gradient_norm_matches_explicit_gradient(key):
     np.testing.assert_allclose(norms, expected, rtol=RTOL_F32)
 
 
-ACTS = ("tanh", "sigmoid", "softplus")
+# Closed-form s', s'' (tanh, sigmoid, softplus) and scalar autodiff (elu).
+ACTS = (jnp.tanh, jax.nn.sigmoid, jax.nn.softplus, activations.elu)
+ACT_IDS = ("tanh", "sigmoid", "softplus", "elu")
 
 
 def _one_hidden_layer_params(key, dtype, d=5, h=7, c=3):
+    """Weights (in, out) as in Flax: w1 (D, H), w2 (H, C)."""
     k1, k2, k3, k4 = jax.random.split(key, 4)
     return OneHiddenLayer(
-        jax.random.normal(k1, (h, d), dtype),
+        jax.random.normal(k1, (d, h), dtype),
         jax.random.normal(k2, (h,), dtype),
-        jax.random.normal(k3, (c, h), dtype),
+        jax.random.normal(k3, (h, c), dtype),
         jax.random.normal(k4, (c,), dtype),
     )
 
 
-@pytest.mark.parametrize("activation", ACTS)
+@pytest.mark.parametrize("activation", ACTS, ids=ACT_IDS)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_one_hidden_layer_closed_form_matches_autodiff(key, activation, dtype):
     with jax.enable_x64(dtype == "float64"):
@@ -490,32 +505,46 @@ def test_one_hidden_layer_closed_form_matches_finite_differences(x64, key):
         )
 
 
-def test_errors_are_clear(key):
-    f = jnp.sin
-    x = jnp.ones(3)
-    with pytest.raises(ValueError, match="exact.*projection.*forward_projection"):
-        jacobian_frobenius_sq(f, x, method="hutchinson")
-    with pytest.raises(ValueError, match="key=jax.random.key"):
-        jacobian_frobenius_sq(f, x, method="projection")
-    with pytest.raises(ValueError, match="positive int"):
-        jacobian_frobenius_sq(f, x, method="projection", key=key, num_projections=0)
-    with pytest.raises(TypeError, match="floating-point"):
-        jacobian_frobenius_sq(f, jnp.ones(3, jnp.int32))
-    with pytest.raises(TypeError, match="single array"):
-        jacobian_frobenius_sq(lambda x: (x, x), x)
-    with pytest.raises(ValueError, match="scalar"):
-        input_gradient_norm(f, x)
-    with pytest.raises(ValueError, match="batch of 3"):
-        jacobian_penalty(
-            lambda p, x: jnp.sum(x), None, jnp.ones((3, 2)), method="exact"
+def test_one_hidden_layer_from_a_flax_mlp_by_structure(key):
+    """dense_layers reaches an MLP's layers (and its gradients') by structure."""
+    model = MLP((6, 3))
+    x = jax.random.normal(key, (4,))
+    params = model.init(key, x)
+    net = OneHiddenLayer.from_layers(dense_layers(params))
+    chex.assert_trees_all_close(
+        one_hidden_layer(net, x), model.apply(params, x), rtol=RTOL_F32
+    )
+    grads = jax.grad(lambda p: jacobian_frobenius_sq(lambda z: model.apply(p, z), x))(
+        params
+    )
+    _, closed = one_hidden_layer_penalty_grad(net, x)
+    chex.assert_trees_all_close(
+        closed,
+        OneHiddenLayer.from_layers(dense_layers(grads)),
+        rtol=GRAD_RTOL_F32,
+        atol=GRAD_RTOL_F32,
+    )
+
+
+def test_estimator_samples_are_the_single_draws_in_chunks(key):
+    """Draw k uses split(key)[k], whatever the chunking."""
+    params = _net_params(key, 4, 3)
+    f = partial(_net, params)
+    x = jnp.ones(4)
+    draws = estimator_samples(
+        f, x, method="projection", key=key, num_draws=6, num_projections=2, chunk=4
+    )
+    expected = jax.jit(
+        jax.vmap(
+            lambda k: jacobian_frobenius_sq(
+                f, x, method="projection", key=k, num_projections=2
+            )
         )
-    with pytest.raises(ValueError, match="strength"):
-        with_jacobian_penalty(lambda p, b, k: 0.0, lambda p, x: x, strength=-1.0)
-    with pytest.raises(ValueError, match="activation must be one of"):
-        one_hidden_layer_jacobian(
-            _one_hidden_layer_params(key, jnp.float32), jnp.ones(5), activation="relu"
-        )
-    with pytest.raises(ValueError, match="x must have shape"):
-        one_hidden_layer_jacobian(_one_hidden_layer_params(key, jnp.float32), x)
-    with pytest.raises(ValueError, match=r"\(C, D\) matrix"):
-        estimator_variance(jnp.ones(3), method="projection")
+    )(jax.random.split(key, 6))
+    chex.assert_trees_all_close(draws, expected, rtol=RTOL_F32)
+
+
+def test_defaults_are_exact_and_integer_inputs_are_promoted():
+    w = jnp.array([[1.0, 2.0], [3.0, 4.0]])
+    assert jacobian_frobenius_sq(lambda x: w @ x, jnp.ones(2, jnp.int32)) == 30.0
+    assert jacobian_penalty(lambda p, x: x @ p, w, jnp.ones((3, 2))) == 30.0

@@ -1,6 +1,13 @@
 """The chain rule in science: economics (implicit differentiation, IS-LM), mechanics
-(Hamiltonian flow and integrators) and finance (Black-Scholes and the heat equation)."""
+(Hamiltonian flow, integrators and one RK4), named mechanical systems, Hamiltonian
+neural networks, and finance (Black-Scholes and the heat equation)."""
 
-from chainlab.science import economics, finance, mechanics
+from chainlab.science import (
+    economics,
+    finance,
+    hamiltonian_network,
+    mechanics,
+    systems,
+)
 
-__all__ = ["economics", "finance", "mechanics"]
+__all__ = ["economics", "finance", "hamiltonian_network", "mechanics", "systems"]

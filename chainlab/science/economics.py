@@ -15,11 +15,22 @@ Reference: Simon and Blume, *Mathematics for Economists* (1994), ch. 15; Mankiw,
 
 from collections.abc import Callable
 from functools import partial
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
+
+from chainlab.validation import (
+    as_real_float,
+    check_at_least,
+    check_choice,
+    check_nonnegative,
+    check_positive,
+    check_rank,
+    check_shape,
+    concrete,
+)
 
 EquilibriumSystem = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -29,32 +40,11 @@ ISLM_VARIABLES = ("Y", "r")
 ISLM_PARAMETERS = ("G", "T", "M", "P")
 
 
-def _as_float_vector(name: str, value: ArrayLike) -> jax.Array:
-    array = jnp.asarray(value)
-    if not jnp.issubdtype(array.dtype, jnp.floating):
-        array = array.astype(jnp.result_type(float))
-    if array.ndim != 1:
-        raise ValueError(
-            f"{name} must be a vector of shape (n,), got shape {array.shape}"
-        )
+def _vector(name: str, value: ArrayLike) -> jax.Array:
+    """``value`` as a real floating vector ``(n,)``."""
+    array = as_real_float(name, value)
+    check_rank(name, array, 1)
     return array
-
-
-def _check_residual_shape(F: EquilibriumSystem, x: jax.Array, theta: jax.Array) -> None:
-    shape = jax.eval_shape(F, x, theta).shape
-    if shape != x.shape:
-        raise ValueError(
-            f"F(x, theta) must return one equation per unknown, shape {x.shape}, "
-            f"got shape {shape}"
-        )
-
-
-def _concrete_bool(value: jax.Array) -> bool | None:
-    """``bool(value)`` when it is known now; None under jit or vmap (traced)."""
-    try:
-        return bool(value)
-    except jax.errors.ConcretizationTypeError:
-        return None
 
 
 def _is_singular(matrix: jax.Array) -> jax.Array:
@@ -99,13 +89,13 @@ def comparative_statics(
     >>> [round(float(v), 4) for v in dx[0]]  # dY/dG, dY/dT, dY/dM, dY/dP
     [2.0, -1.5, 0.25, -125.0]
     """
-    x = _as_float_vector("x", x)
-    theta = _as_float_vector("theta", theta)
-    _check_residual_shape(F, x, theta)
+    x = _vector("x", x)
+    theta = _vector("theta", theta)
+    check_shape("F(x, theta)", jax.eval_shape(F, x, theta), x.shape)
     dF_dx = jax.jacfwd(F, argnums=0)(x, theta)
     dF_dtheta = jax.jacfwd(F, argnums=1)(x, theta)
     singular = _is_singular(dF_dx)
-    if _concrete_bool(singular):
+    if concrete(singular):
         raise ValueError(
             "dF/dx is singular at x: the equilibrium is not locally unique, so "
             "dx*/dtheta is undefined (check the model or the point x)"
@@ -156,13 +146,12 @@ def solve_equilibrium(
     >>> round(float(jax.grad(output)(theta)[0]), 4)  # dY/dG, the multiplier
     2.0
     """
-    x0 = _as_float_vector("x0", x0)
-    theta = _as_float_vector("theta", theta)
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-        raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
-    if tolerance is not None and not tolerance > 0:
-        raise ValueError(f"tolerance must be positive or None, got {tolerance!r}")
-    _check_residual_shape(F, x0, theta)
+    x0 = _vector("x0", x0)
+    theta = _vector("theta", theta)
+    check_at_least("max_steps", max_steps, 1)
+    if tolerance is not None:
+        check_positive("tolerance", tolerance)
+    check_shape("F(x, theta)", jax.eval_shape(F, x0, theta), x0.shape)
     dtype = jnp.result_type(x0.dtype, theta.dtype)
     x0 = x0.astype(dtype)
     if tolerance is None:
@@ -197,7 +186,8 @@ def solve_equilibrium(
         equations, x0, newton, tangent_solve, has_aux=True
     )
     converged = last_step <= tolerance
-    if _concrete_bool(converged) is False:
+    known = concrete(converged)
+    if known is not None and not known:
         raise ValueError(
             f"Newton's method did not converge in {max_steps} steps: start closer to "
             "the equilibrium (x0) or allow more max_steps"
@@ -226,7 +216,8 @@ def linear_islm(
 
     C = c0 + c (Y - T),  I = i0 - b r,  L = k Y - h r. Its aggregate demand is
     Y(P) = (h A + b M / P) / D with A = c0 - c T + i0 + G and D = h (1 - c) + b k, so
-    dY/dP = -(b / D) M / P^2.
+    dY/dP = -(b / D) M / P^2 (``linear_islm_closed_form``). The slopes b, k, h must be
+    >= 0 (checked when concrete; traced settings, under ``jit`` or ``vmap``, are not).
 
     Example (Mankiw, *Macroeconomics*, ch. 11, problem 3):
 
@@ -234,11 +225,69 @@ def linear_islm(
     >>> float(model.consumption(jnp.asarray(1000.0)))
     950.0
     """
+    for name, value in (("b", b), ("k", k), ("h", h)):
+        check_nonnegative(name, value)
     return ISLM(
         consumption=lambda disposable: c0 + c * disposable,
         investment=lambda r: i0 - b * r,
         money_demand=lambda Y, r: k * Y - h * r,
     )
+
+
+def linear_islm_closed_form(
+    *,
+    c0: ArrayLike,
+    c: ArrayLike,
+    i0: ArrayLike,
+    b: ArrayLike,
+    k: ArrayLike,
+    h: ArrayLike,
+    G: ArrayLike,
+    T: ArrayLike,
+    M: ArrayLike,
+    P: ArrayLike,
+) -> tuple[jax.Array, jax.Array]:
+    """Equilibrium x* = (Y, r) and dx*/d(G, T, M, P) of ``linear_islm``, by hand.
+
+    Solving the two linear equations by Cramer's rule (Mankiw, *Macroeconomics*,
+    ch. 11; Varian, *Microeconomic Analysis*, ch. 26),
+
+        Y = (h A + b M / P) / D,   r = (k Y - M / P) / h,
+        A = c0 - c T + i0 + G,     D = h (1 - c) + b k,
+
+    and differentiating: dY/d(G, T, M, P) = (h, -c h, b / P, -b M / P^2) / D (the
+    fiscal multiplier h / D, the money multiplier b / (P D)) and dr = (k dY - d(M /
+    P)) / h. Returns ``(x, dx)`` with shapes ``(2,)`` and ``(2, 4)``, in the order of
+    ``ISLM_VARIABLES`` and ``ISLM_PARAMETERS``; arguments broadcast over leading axes
+    (``(..., 2)`` and ``(..., 2, 4)``). Needs h > 0 and P > 0, checked when concrete.
+
+    Example (Mankiw, ch. 11, problem 3: Y = 1100, r = 6, dY/dG = 2, dY/dP = -125):
+
+    >>> x, dx = linear_islm_closed_form(
+    ...     c0=200.0, c=0.75, i0=200.0, b=25.0, k=1.0, h=100.0,
+    ...     G=100.0, T=100.0, M=1000.0, P=2.0)
+    >>> x.tolist(), dx[0].tolist()
+    ([1100.0, 6.0], [2.0, -1.5, 0.25, -125.0])
+    """
+    check_positive("h", h)
+    check_positive("P", P)
+    c0, c, i0, b, k, h, G, T, M, P = _broadcast_floats(c0, c, i0, b, k, h, G, T, M, P)
+    D = h * (1 - c) + b * k
+    A = c0 - c * T + i0 + G
+    Y = (h * A + b * M / P) / D
+    r = (k * Y - M / P) / h
+    zero = jnp.zeros_like(P)
+    dY = jnp.stack([h, -c * h, b / P, -b * M / P**2], axis=-1) / D[..., None]
+    d_money = jnp.stack([zero, zero, 1 / P, -M / P**2], axis=-1)
+    dr = (k[..., None] * dY - d_money) / h[..., None]
+    return jnp.stack([Y, r], axis=-1), jnp.stack([dY, dr], axis=-2)
+
+
+def _broadcast_floats(*values: ArrayLike) -> list[jax.Array]:
+    """Real floating arrays of one dtype and one (broadcast) shape."""
+    arrays = [jnp.asarray(v) for v in values]
+    dtype = jnp.result_type(*arrays, float)
+    return jnp.broadcast_arrays(*(a.astype(dtype) for a in arrays))
 
 
 def semilog_islm(
@@ -250,17 +299,44 @@ def semilog_islm(
     L = k Y exp(-eta r), with income elasticity 1 and interest semi-elasticity -eta.
     Along the equilibrium, dY/dP = -b Y / (P (b + (1 - c) eta Y)).
 
+    Needs k > 0 and eta >= 0 (checked when concrete).
+
     Example:
 
     >>> model = semilog_islm(c0=200.0, c=0.75, i0=200.0, b=25.0, k=1.0, eta=0.1)
     >>> round(float(model.money_demand(jnp.asarray(1000.0), jnp.asarray(5.0))), 2)
     606.53
     """
+    check_positive("k", k)
+    check_nonnegative("eta", eta)
     return ISLM(
         consumption=lambda disposable: c0 + c * disposable,
         investment=lambda r: i0 - b * r,
         money_demand=lambda Y, r: k * Y * jnp.exp(-eta * r),
     )
+
+
+def semilog_ad_slope(
+    Y: ArrayLike, P: ArrayLike, *, c: ArrayLike, b: ArrayLike, eta: ArrayLike
+) -> jax.Array:
+    """dY/dP along the aggregate demand curve of ``semilog_islm``, at output Y.
+
+    Differentiating IS, Y (1 - c) = A - b r, and LM, ln(M / P) = ln k + ln Y - eta r,
+    in P and eliminating dr/dP (Cramer's rule):
+
+        dY/dP = -b Y / (P (b + (1 - c) eta Y)).
+
+    Y is the equilibrium output at P (e.g. from ``aggregate_demand``); P > 0, checked
+    when concrete. Arguments broadcast.
+
+    Example (a vertical LM, eta = 0, gives the quantity theory's -Y / P):
+
+    >>> float(semilog_ad_slope(1000.0, 2.0, c=0.75, b=25.0, eta=0.0))
+    -500.0
+    """
+    check_positive("P", P)
+    Y, P, c, b, eta = _broadcast_floats(Y, P, c, b, eta)
+    return -b * Y / (P * (b + (1 - c) * eta * Y))
 
 
 def islm_residual(model: ISLM, x: ArrayLike, theta: ArrayLike) -> jax.Array:
@@ -280,11 +356,8 @@ def islm_residual(model: ISLM, x: ArrayLike, theta: ArrayLike) -> jax.Array:
     """
     x = jnp.asarray(x)
     theta = jnp.asarray(theta)
-    if x.shape != (2,) or theta.shape != (4,):
-        raise ValueError(
-            f"islm_residual takes x = (Y, r) of shape (2,) and theta = (G, T, M, P) of "
-            f"shape (4,), got shapes {x.shape} and {theta.shape}"
-        )
+    check_shape("x = (Y, r)", x, (2,))
+    check_shape("theta = (G, T, M, P)", theta, (4,))
     Y, r = x[0], x[1]
     G, T, M, P = theta[0], theta[1], theta[2], theta[3]
     goods = Y - model.consumption(Y - T) - model.investment(r) - G
@@ -305,7 +378,7 @@ def aggregate_demand(
 
     Each price level is solved with ``solve_equilibrium`` from ``x0 = (Y, r)``, so
     ``jax.grad`` gives the slope dY/dP by the implicit function theorem. ``P`` may have
-    any shape; the result has the same shape.
+    any shape; the result has the same shape. P > 0 is checked when concrete.
 
     Example (Mankiw: Y = 850 + 500 / P):
 
@@ -314,12 +387,10 @@ def aggregate_demand(
     >>> round(float(ad(4.0)), 3), round(float(jax.grad(ad)(2.0)), 3)
     (975.0, -125.0)
     """
-    P = jnp.asarray(P)
-    if not jnp.issubdtype(P.dtype, jnp.floating):
-        P = P.astype(jnp.result_type(float))
-    x0 = _as_float_vector("x0", x0).astype(P.dtype)
-    if x0.shape != (2,):
-        raise ValueError(f"x0 must be (Y, r) of shape (2,), got shape {x0.shape}")
+    check_positive("P", P)
+    P = as_real_float("P", P)
+    x0 = as_real_float("x0", x0).astype(P.dtype)
+    check_shape("x0 = (Y, r)", x0, (2,))
 
     def output(price_level: jax.Array) -> jax.Array:
         theta = jnp.stack([jnp.asarray(v, P.dtype) for v in (G, T, M)] + [price_level])
@@ -328,3 +399,45 @@ def aggregate_demand(
     if P.ndim == 0:
         return output(P)
     return jax.vmap(output)(P.reshape(-1)).reshape(P.shape)
+
+
+def islm_curve(
+    model: ISLM,
+    r: ArrayLike,
+    theta: ArrayLike,
+    *,
+    market: Literal["IS", "LM"],
+    Y0: ArrayLike,
+) -> jax.Array:
+    """Output Y on the IS curve (goods market) or the LM curve (money market) at r.
+
+    Each interest rate solves the one equation of ``market`` in ``islm_residual`` for
+    Y, by ``solve_equilibrium`` from ``Y0``: the IS curve Y = C(Y - T) + I(r) + G and
+    the LM curve M / P = L(Y, r) of Mankiw, *Macroeconomics*, ch. 11. Their crossing is
+    the equilibrium. ``r`` is a vector ``(k,)``; the result has its shape.
+
+    Example (Mankiw, ch. 11, problem 3: IS is Y = 1700 - 100 r, LM is Y = 500 + 100 r):
+
+    >>> model = linear_islm(c0=200.0, c=0.75, i0=200.0, b=25.0, k=1.0, h=100.0)
+    >>> theta = jnp.array([100.0, 100.0, 1000.0, 2.0])
+    >>> r = jnp.array([5.0, 6.0])
+    >>> [round(float(Y), 2) for Y in islm_curve(model, r, theta, market="IS", Y0=1e3)]
+    [1200.0, 1100.0]
+    >>> [round(float(Y), 2) for Y in islm_curve(model, r, theta, market="LM", Y0=1e3)]
+    [1000.0, 1100.0]
+    """
+    check_choice("market", market, ("IS", "LM"))
+    r = _vector("r", r)
+    theta = as_real_float("theta", theta)
+    check_shape("theta = (G, T, M, P)", theta, (4,))
+    equation = ("IS", "LM").index(market)
+    start = jnp.reshape(as_real_float("Y0", Y0), (1,)).astype(r.dtype)
+
+    def solve(rate: jax.Array) -> jax.Array:
+        def F(Y: jax.Array, theta: jax.Array) -> jax.Array:
+            residual = islm_residual(model, jnp.stack([Y[0], rate]), theta)
+            return residual[equation : equation + 1]
+
+        return solve_equilibrium(F, start, theta)[0]
+
+    return jax.vmap(solve)(r)

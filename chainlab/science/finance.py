@@ -21,21 +21,53 @@ Futures, and Other Derivatives* (9th ed.), ch. 15 and 19.
 
 from collections.abc import Callable
 from functools import partial
+from typing import Literal, get_args
 
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import ndtr
 from jax.typing import ArrayLike
 
+from chainlab.validation import (
+    check_at_least,
+    check_choice,
+    check_nonnegative,
+    check_positive,
+    check_rank,
+)
+
+__all__ = [
+    "GREEKS",
+    "KINDS",
+    "black_scholes",
+    "greeks",
+    "greeks_closed_form",
+    "heat_residual",
+    "heat_transform",
+    "pde_residual",
+    "price_via_heat_equation",
+    "solve_heat_equation",
+]
+
+Kind = Literal["call", "put"]
 #: Option kinds accepted by every function here.
-KINDS = ("call", "put")
+KINDS: tuple[str, ...] = get_args(Kind)
 #: The greeks, in the order ``greeks`` returns them.
 GREEKS = ("delta", "gamma", "vega", "theta", "rho")
 
 
-def _check_kind(kind: str) -> None:
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+def _validate_option(kind, S, K, T, sigma, *, strict: bool = False) -> None:
+    """kind a choice, S > 0, K > 0, and T, sigma >= 0 (> 0 when ``strict``).
+
+    Values are checked when concrete (Python numbers, numpy or concrete jax arrays);
+    traced values under ``jit`` are not.
+    """
+    check_choice("kind", kind, KINDS)
+    check_positive("S", S)
+    check_positive("K", K)
+    check_time = check_positive if strict else check_nonnegative
+    check_time("T", T)
+    check_time("sigma", sigma)
 
 
 def _broadcast(*values: ArrayLike) -> list[jax.Array]:
@@ -71,7 +103,7 @@ def black_scholes(
     r: ArrayLike,
     sigma: ArrayLike,
     *,
-    kind: str = "call",
+    kind: Kind = "call",
 ) -> jax.Array:
     """Black-Scholes price of a European call or put (no dividends).
 
@@ -80,9 +112,11 @@ def black_scholes(
 
     with S the spot, K the strike, T the time to expiry in years, r the continuously
     compounded risk-free rate and sigma the volatility, both per year. Inputs broadcast
-    against each other. When sigma^2 T = 0 the price is its limit, the discounted
-    intrinsic value max(S - K e^{-rT}, 0) (call) or max(K e^{-rT} - S, 0) (put), with
-    finite gradients.
+    against each other. Needs S > 0, K > 0, T >= 0 and sigma >= 0; when sigma^2 T = 0
+    the price is its limit, the discounted intrinsic value max(S - K e^{-rT}, 0)
+    (call) or max(K e^{-rT} - S, 0) (put), with finite gradients. The values are
+    checked when concrete (a negative sigma would otherwise price as |sigma|); traced
+    values, under ``jit``, are not.
 
     Example (the textbook case S = K = 100, T = 1, r = 5%, sigma = 20%):
 
@@ -91,7 +125,7 @@ def black_scholes(
     >>> round(float(black_scholes(100.0, 100.0, 1.0, 0.05, 0.2, kind="put")), 4)
     5.5735
     """
-    _check_kind(kind)
+    _validate_option(kind, S, K, T, sigma)
     return _black_scholes(*_broadcast(S, K, T, r, sigma), kind=kind)
 
 
@@ -115,7 +149,7 @@ def greeks(
     r: ArrayLike,
     sigma: ArrayLike,
     *,
-    kind: str = "call",
+    kind: Kind = "call",
 ) -> dict[str, jax.Array]:
     """The greeks of ``black_scholes`` by forward-mode autodiff, per unit of each input.
 
@@ -129,6 +163,10 @@ def greeks(
       divide by 365 (or 252 trading days) for the daily decay.
     - ``rho`` = dV/dr, per 1.00 of rate; divide by 100 for the change per 1%.
 
+    The inputs are those of ``black_scholes``, with its checks: S > 0, K > 0, T >= 0,
+    sigma >= 0 when concrete. At sigma^2 T = 0 they are the derivatives of the
+    discounted intrinsic value (delta 1/2 at the kink S = K e^{-rT}, its limit).
+
     Example (Hull, *Options, Futures, and Other Derivatives*, ch. 19: S = 49, K = 50,
     r = 5%, sigma = 20%, 20 weeks):
 
@@ -136,7 +174,7 @@ def greeks(
     >>> {name: round(float(v), 3) for name, v in g.items()}
     {'delta': 0.522, 'gamma': 0.066, 'vega': 12.105, 'theta': -4.305, 'rho': 8.907}
     """
-    _check_kind(kind)
+    _validate_option(kind, S, K, T, sigma)
     values = _greeks(*_broadcast(S, K, T, r, sigma), kind=kind)
     return {name: values[name] for name in GREEKS}  # jit returns the keys sorted
 
@@ -165,7 +203,7 @@ def greeks_closed_form(
     r: ArrayLike,
     sigma: ArrayLike,
     *,
-    kind: str = "call",
+    kind: Kind = "call",
 ) -> dict[str, jax.Array]:
     """The textbook formulas for the greeks, in the units of ``greeks`` (sigma^2 T > 0).
 
@@ -174,14 +212,15 @@ def greeks_closed_form(
         theta = -S n(d1) sigma / (2 sqrt(T)) -+ r K e^{-rT} N(+-d2);
         rho = +-K T e^{-rT} N(+-d2)   (upper signs: call),
 
-    with n the standard normal density (Hull, ch. 19).
+    with n the standard normal density (Hull, ch. 19). The formulas divide by
+    sigma sqrt(T): S, K, T and sigma must be > 0 (checked when concrete).
 
     Example:
 
     >>> round(float(greeks_closed_form(49.0, 50.0, 20 / 52, 0.05, 0.2)["theta"]), 3)
     -4.305
     """
-    _check_kind(kind)
+    _validate_option(kind, S, K, T, sigma, strict=True)
     values = _greeks_closed_form(*_broadcast(S, K, T, r, sigma), kind=kind)
     return {name: values[name] for name in GREEKS}
 
@@ -214,7 +253,8 @@ def pde_residual(
 
     ``V(S, t)`` is a price as a function of spot and calendar time, elementwise in
     its inputs (for instance ``lambda S, t: black_scholes(S, K, T - t, r, sigma)``); the
-    residual is zero where V solves the Black-Scholes PDE. S and t broadcast.
+    residual is zero where V solves the Black-Scholes PDE. S and t broadcast; sigma
+    >= 0 when concrete.
 
     Example:
 
@@ -222,6 +262,7 @@ def pde_residual(
     >>> abs(float(pde_residual(V, 105.0, 0.5, r=0.05, sigma=0.2))) < 1e-4
     True
     """
+    check_nonnegative("sigma", sigma)
     S, t, r, sigma = _broadcast(S, t, r, sigma)
 
     def V_S(S, t):
@@ -244,7 +285,8 @@ def heat_transform(
 
     u(x, tau) = exp((k - 1) x / 2 + (k + 1)^2 tau / 4) V(K e^x, T - 2 tau / sigma^2)
     / K, with k = 2 r / sigma^2. If V solves the Black-Scholes PDE then u_tau = u_xx
-    (check it with ``heat_residual``).
+    (check it with ``heat_residual``). Needs K > 0 and sigma > 0 (checked when
+    concrete).
 
     Example:
 
@@ -253,6 +295,8 @@ def heat_transform(
     >>> round(float(u(0.0, 0.02)), 4)  # at S = K and time to expiry 1
     0.1111
     """
+    check_positive("K", K)
+    check_positive("sigma", sigma)
     k = 2 * r / sigma**2
 
     def u(x: ArrayLike, tau: ArrayLike) -> jax.Array:
@@ -320,7 +364,7 @@ def solve_heat_equation(
     k: ArrayLike,
     tau_max: ArrayLike,
     *,
-    kind: str = "call",
+    kind: Kind = "call",
     x_min: ArrayLike = -3.0,
     x_max: ArrayLike = 3.0,
     num_x: int = 400,
@@ -346,19 +390,20 @@ def solve_heat_equation(
     >>> u.shape, round(float(u[-1, 200]), 4)  # at x = 0, the strike
     ((201, 401), 0.1111)
     """
-    _check_kind(kind)
-    for name, value, least in (
-        ("num_x", num_x, 2),
-        ("num_tau", num_tau, 1),
-        ("rannacher_steps", rannacher_steps, 0),
+    check_choice("kind", kind, KINDS)
+    check_at_least("num_x", num_x, 2)
+    check_at_least("num_tau", num_tau, 1)
+    check_at_least("rannacher_steps", rannacher_steps, 0)
+    check_nonnegative("tau_max", tau_max)
+    check_positive("x_max - x_min", jnp.asarray(x_max) - jnp.asarray(x_min))
+    for name, value in (
+        ("k", k),
+        ("tau_max", tau_max),
+        ("x_min", x_min),
+        ("x_max", x_max),
     ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
+        check_rank(name, value, 0)
     k, tau_max, x_min, x_max = _broadcast(k, tau_max, x_min, x_max)
-    if k.shape != ():
-        raise ValueError(
-            f"k, tau_max, x_min and x_max must be scalars, got shape {k.shape}"
-        )
     return _solve_heat_equation(
         k,
         tau_max,
@@ -425,7 +470,7 @@ def price_via_heat_equation(
     r: ArrayLike,
     sigma: ArrayLike,
     *,
-    kind: str = "call",
+    kind: Kind = "call",
     num_x: int = 1000,
     num_tau: int = 250,
     half_width: float = 5.0,
@@ -446,23 +491,23 @@ def price_via_heat_equation(
     error is O(dx^2 + dtau^2): about 1e-4 for the textbook call with the defaults
     (float64), 4 times smaller for each doubling of ``num_x`` and ``num_tau``; float32
     rounding limits it to about 1e-3. Inputs broadcast; each element is its own solve.
-    Needs sigma > 0 and T > 0.
+    Needs S, K, T, sigma and ``half_width`` > 0 (checked when concrete; the heat
+    variables divide by sigma^2 T).
 
     Example:
 
     >>> round(float(price_via_heat_equation(100.0, 100.0, 1.0, 0.05, 0.2)), 2)
     10.45
     """
-    _check_kind(kind)
-    if isinstance(num_x, bool) or not isinstance(num_x, int) or num_x < 4 or num_x % 2:
+    _validate_option(kind, S, K, T, sigma, strict=True)
+    check_positive("half_width", half_width)
+    check_at_least("num_x", num_x, 4)
+    if num_x % 2:
         raise ValueError(
-            f"num_x must be an even int >= 4 (the strike on a grid node, four nodes to "
-            f"interpolate), got {num_x!r}"
+            f"num_x must be even (the strike on a grid node), got {num_x!r}"
         )
-    # The signs can be checked only for Python numbers (arrays may be traced).
-    for name, value in (("T", T), ("sigma", sigma), ("half_width", half_width)):
-        if isinstance(value, int | float) and not value > 0:
-            raise ValueError(f"{name} must be positive, got {value!r}")
+    check_at_least("num_tau", num_tau, 1)
+    check_at_least("rannacher_steps", rannacher_steps, 0)
     S, K, T, r, sigma = _broadcast(S, K, T, r, sigma)
     flat = [a.reshape(-1) for a in (S, K, T, r, sigma)]
     prices = _price_via_heat_equation(
