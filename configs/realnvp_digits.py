@@ -5,12 +5,12 @@ Run:
   chainlab run realnvp_digits --variant quick  # smoke test, a few seconds
   chainlab run realnvp_digits --set weight_decay=0.0 --set steps=4000
 
-What it should reach (DESIGN.md digits protocol: 1437 train / 360 test images,
-dequantized y = x + u, bits/dim = NLL(y) / (64 ln 2), one test draw of u from
-``np.random.default_rng(1)``): at most 2.0 bits/dim on the test images (issue 4; a
-uniform model scores log2(17) = 4.087, FlowJAX's affine coupling flow about 2.2 at best
-before it overfits), with samples that are not copies of training images. Measured
-(2-core machine, 4-6 min): 1.968 / 1.968 / 1.960 bits/dim for seeds 0 / 1 / 2
+What it should reach (chainlab.data (digits protocol): 1437 train / 360 test images,
+dequantized y = x + u, bits/dim = NLL(y) / (64 ln 2), one test draw of u,
+``chainlab.flows.seeded_dequantization(x, seed=1)``): at most 2.0 bits/dim on the test
+images (a uniform model scores log2(17) = 4.087, FlowJAX's affine coupling flow about
+2.2 at best before it overfits), with samples that are not copies of training images.
+Measured (2-core machine, 4-6 min): 1.968 / 1.968 / 1.960 bits/dim for seeds 0 / 1 / 2
 (early-stopped averaged parameters before the refit: 1.989 / 1.984 / 1.974; without
 averaging: 2.009 / 2.017 / 1.997).
 """

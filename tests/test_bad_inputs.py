@@ -7,11 +7,12 @@ must raise ``error`` with a message matching ``match`` that names the argument.
 
 import pytest
 from bad_input_cases_core import CASES as CORE
+from bad_input_cases_flows import CASES as FLOWS
 from bad_input_cases_models import CASES as MODELS
 from bad_input_cases_science import CASES as SCIENCE
 from bad_input_cases_training import CASES as TRAINING
 
-ALL_CASES = [*CORE, *MODELS, *SCIENCE, *TRAINING]
+ALL_CASES = [*CORE, *FLOWS, *MODELS, *SCIENCE, *TRAINING]
 
 
 @pytest.mark.parametrize("case", ALL_CASES, ids=[case.id for case in ALL_CASES])

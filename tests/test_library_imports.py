@@ -18,6 +18,7 @@ MATHEMATICAL_MODULES = [
     "models",
     "normalization",
     "regularizers",
+    "robustness",
     "science",
     "validation",
 ]

@@ -5,14 +5,23 @@
 
 Every piece is a :class:`Bijection` of pure functions ``(init, forward, inverse,
 initialize)``; :func:`realnvp` and :func:`glow` assemble them into a :class:`Flow`
-``(init, forward, inverse, log_prob, sample, initialize)``.
+``(init, forward, inverse, log_prob, sample, initialize)``. Scoring a flow
+(bits/dim, the two-moons generating density, memorisation) and its training aids
+(the two gradient pathways of the log-likelihood, Polyak averaging) live beside them.
 """
 
 from chainlab.flows.actnorm import actnorm
+from chainlab.flows.averaging import with_average
 from chainlab.flows.bijection import Bijection, chain, scan
 from chainlab.flows.builders import glow, realnvp
 from chainlab.flows.conditioners import Conditioner, conv_conditioner, mlp_conditioner
 from chainlab.flows.coupling import affine_coupling
+from chainlab.flows.evaluation import (
+    bits_per_dim,
+    nearest_distances,
+    seeded_dequantization,
+    two_moons_log_prob,
+)
 from chainlab.flows.flow import Flow, standard_normal_log_prob, transformed
 from chainlab.flows.linear import invertible_linear
 from chainlab.flows.masks import (
@@ -22,6 +31,7 @@ from chainlab.flows.masks import (
     half_mask,
 )
 from chainlab.flows.multiscale import factor_out
+from chainlab.flows.pathways import gradient_pathways, layerwise_norms_and_cosine
 from chainlab.flows.permutation import permutation, reverse
 from chainlab.flows.preprocessing import dequantize, logit, standardize
 from chainlab.flows.reshape import reshape, squeeze, unsqueeze
@@ -33,6 +43,7 @@ __all__ = [
     "actnorm",
     "affine_coupling",
     "alternating_mask",
+    "bits_per_dim",
     "chain",
     "channel_mask",
     "checkerboard_mask",
@@ -40,18 +51,24 @@ __all__ = [
     "dequantize",
     "factor_out",
     "glow",
+    "gradient_pathways",
     "half_mask",
     "invertible_linear",
+    "layerwise_norms_and_cosine",
     "logit",
     "mlp_conditioner",
+    "nearest_distances",
     "permutation",
     "realnvp",
     "reshape",
     "reverse",
     "scan",
+    "seeded_dequantization",
     "squeeze",
     "standard_normal_log_prob",
     "standardize",
     "transformed",
+    "two_moons_log_prob",
     "unsqueeze",
+    "with_average",
 ]

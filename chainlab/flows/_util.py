@@ -1,9 +1,13 @@
-"""Shape helpers shared by the bijections (private)."""
+"""Shape and structure checks shared by the bijections (private)."""
 
 import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+from chainlab.validation import check_shape, concrete
 
 
 def last_axis(v: jax.Array, ndim: int) -> jax.Array:
@@ -18,14 +22,29 @@ def sites(x: jax.Array) -> int:
 
 def check_channels(x: jax.Array, channels: int, name: str) -> None:
     """Refuse inputs without a batch axis or with the wrong number of channels."""
-    if x.ndim < 2 or x.shape[-1] != channels:
-        raise ValueError(
-            f"{name} expects inputs of shape (n, ..., {channels}), got {x.shape}"
-        )
+    check_shape(f"{name} input", x, (None, ..., channels))
 
 
 def check_event(x: jax.Array, event_shape: tuple[int, ...], name: str) -> None:
     """Refuse inputs whose event shape (all axes after the first) is not as given."""
-    if x.shape[1:] != tuple(event_shape):
-        shape = ", ".join(map(str, ("n", *event_shape)))
-        raise ValueError(f"{name} expects inputs of shape ({shape}), got {x.shape}")
+    check_shape(f"{name} input", x, (None, *event_shape))
+
+
+def check_permutation(name: str, perm: ArrayLike, size: int | None = None) -> None:
+    """``perm`` is a 1-D integer array holding each of ``0..len - 1`` once.
+
+    The values are checked when concrete; a repeated index would make the map
+    non-invertible with a log-det of 0, a silently wrong density.
+    """
+    shape, dtype = np.shape(perm), jnp.asarray(perm).dtype
+    if len(shape) != 1 or not jnp.issubdtype(dtype, jnp.integer):
+        raise TypeError(f"{name} must be a 1-D integer array, got {dtype}{shape}")
+    if size is not None and shape != (size,):
+        raise ValueError(f"{name} must have shape ({size},), got {shape}")
+    values = concrete(perm)
+    if values is not None and not np.array_equal(
+        np.sort(values), np.arange(len(values))
+    ):
+        raise ValueError(
+            f"{name} must hold each of 0..{len(values) - 1} once, got {values.tolist()}"
+        )

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from chainlab.flows._util import check_channels, last_axis, sites
 from chainlab.flows.bijection import Bijection
+from chainlab.validation import check_at_least, check_positive
 
 __all__ = ["actnorm"]
 
@@ -33,8 +34,8 @@ def actnorm(channels: int, *, eps: float = 1e-6) -> Bijection:
       >>> jnp.round(y, 4).tolist(), round(float(logdet[0]), 4)  # -log(1) - log(2)
       ([[-1.0, -1.0], [1.0, 1.0]], -0.6931)
     """
-    if not isinstance(channels, int) or channels < 1:
-        raise ValueError(f"channels must be a positive int, got {channels!r}")
+    check_at_least("channels", channels, 1)
+    check_positive("eps", eps)
 
     def init(key):
         del key

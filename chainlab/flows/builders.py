@@ -11,6 +11,7 @@ Both accept ``preprocess``, a fixed bijection applied first (``standardize``,
 """
 
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +26,7 @@ from chainlab.flows.linear import invertible_linear
 from chainlab.flows.masks import alternating_mask, channel_mask, half_mask
 from chainlab.flows.multiscale import factor_out
 from chainlab.flows.reshape import squeeze, unsqueeze
+from chainlab.validation import check_at_least, check_choice
 
 __all__ = ["glow", "realnvp"]
 
@@ -36,7 +38,7 @@ def realnvp(
     *,
     num_layers: int = 8,
     hidden: Sequence[int] = (64, 64),
-    mask: str = "half",
+    mask: Literal["half", "alternating"] = "half",
     activation: Callable[[jax.Array], jax.Array] = jax.nn.relu,
     preprocess: Bijection | None = None,
 ) -> Flow:
@@ -58,6 +60,10 @@ def realnvp(
       activation: the conditioners' nonlinearity.
       preprocess: a fixed bijection on ``(n, dim)`` applied before the couplings.
 
+    ``params`` are the couplings' parameters stacked along a leading layer axis (see
+    :func:`~chainlab.flows.scan`); with ``preprocess``, the pair ``(preprocess's
+    params, stacked couplings' params)``.
+
     Example:
       >>> import jax, jax.numpy as jnp
       >>> flow = realnvp(2, num_layers=4, hidden=(16,))
@@ -67,12 +73,9 @@ def realnvp(
       >>> flow.sample(params, jax.random.key(1), 5).shape
       (5, 2)
     """
-    if not isinstance(dim, int) or dim < 2:
-        raise ValueError(f"realnvp needs an int dim >= 2, got {dim!r}")
-    if not isinstance(num_layers, int) or num_layers < 1:
-        raise ValueError(f"num_layers must be a positive int, got {num_layers!r}")
-    if mask not in _MASKS:
-        raise ValueError(f"mask must be one of {sorted(_MASKS)}, got {mask!r}")
+    check_at_least("dim", dim, 2)
+    check_at_least("num_layers", num_layers, 1)
+    check_choice("mask", mask, _MASKS)
     conditioner = mlp_conditioner(dim, tuple(hidden), activation=activation)
     masks = np.stack([_MASKS[mask](dim, flip=k % 2 == 1) for k in range(num_layers)])
     body = scan(lambda m: affine_coupling(m, conditioner), jnp.asarray(masks))
@@ -161,8 +164,7 @@ def glow(
             f"image_shape must be (height, width, channels), got {image_shape}"
         )
     for name, value in (("levels", levels), ("steps", steps), ("hidden", hidden)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_at_least(name, value, 1)
     height, width, _ = image_shape
     if height % 2**levels or width % 2**levels:
         raise ValueError(

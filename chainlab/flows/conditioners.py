@@ -12,6 +12,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from chainlab.validation import check_at_least
+
 __all__ = ["Conditioner", "conv_conditioner", "mlp_conditioner"]
 
 Activation = Callable[[jax.Array], jax.Array]
@@ -52,11 +54,10 @@ def mlp_conditioner(
       >>> shift.shape, float(jnp.abs(log_scale).max())
       ((5, 2), 0.0)
     """
-    if not isinstance(dim, int) or dim < 1:
-        raise ValueError(f"dim must be a positive int, got {dim!r}")
+    check_at_least("dim", dim, 1)
     widths = tuple(hidden)
-    if any(not isinstance(w, int) or w < 1 for w in widths):
-        raise ValueError(f"hidden must be positive ints, got {hidden!r}")
+    for width in widths:
+        check_at_least("hidden widths", width, 1)
     sizes = (dim, *widths)
 
     def init(key):
@@ -116,11 +117,11 @@ def conv_conditioner(
       >>> shift.shape
       (2, 4, 4, 4)
     """
-    for name, value in (("channels", channels), ("hidden", hidden)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be a positive odd int, got {kernel_size!r}")
+    check_at_least("channels", channels, 1)
+    check_at_least("hidden", hidden, 1)
+    check_at_least("kernel_size", kernel_size, 1)
+    if kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be odd, got {kernel_size}")
 
     def init(key):
         k1, k2 = jax.random.split(key)

@@ -15,10 +15,13 @@ bounds each scale to ``exp(+-|a|)``, which keeps early training stable.
 """
 
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
+from chainlab.flows._util import check_event
 from chainlab.flows.bijection import Bijection
 from chainlab.flows.conditioners import Conditioner
+from chainlab.validation import concrete
 
 __all__ = ["affine_coupling"]
 
@@ -27,7 +30,8 @@ def affine_coupling(mask: ArrayLike, conditioner: Conditioner) -> Bijection:
     """An affine coupling bijection on events of shape ``mask.shape``.
 
     Args:
-      mask: 0/1 array of the event shape; 1 marks the entries passed through.
+      mask: 0/1 array of the event shape; 1 marks the entries passed through (any
+        other value would break the triangular Jacobian: refused when concrete).
       conditioner: maps ``(n, *event)`` to ``(shift, log_scale)`` of the same shape,
         e.g. :func:`~chainlab.flows.mlp_conditioner` for vectors and
         :func:`~chainlab.flows.conv_conditioner` for images.
@@ -44,6 +48,9 @@ def affine_coupling(mask: ArrayLike, conditioner: Conditioner) -> Bijection:
       >>> y.tolist(), logdet.tolist()  # a new coupling is the identity
       ([[0.5, -1.0]], [0.0])
     """
+    values = concrete(mask)
+    if values is not None and not np.all((values == 0) | (values == 1)):
+        raise ValueError(f"mask must hold only 0 and 1, got {np.unique(values)}")
     mask = jnp.asarray(mask)
     event_ndim = mask.ndim
 
@@ -59,23 +66,16 @@ def affine_coupling(mask: ArrayLike, conditioner: Conditioner) -> Bijection:
         log_scale = (1 - m) * params["scale"][None] * jnp.tanh(raw)
         return (1 - m) * shift, log_scale
 
-    def _check(x):
-        if x.shape[1:] != mask.shape:
-            shape = ", ".join(map(str, ("n", *mask.shape)))
-            raise ValueError(
-                f"coupling expects inputs of shape ({shape}), got {x.shape}"
-            )
-
     def _sum_event(a):
         return jnp.sum(a, axis=tuple(range(1, 1 + event_ndim)))
 
     def forward(params, x):
-        _check(x)
+        check_event(x, mask.shape, "coupling")
         shift, log_scale = _shift_and_log_scale(params, x)
         return x * jnp.exp(log_scale) + shift, _sum_event(log_scale)
 
     def inverse(params, y):
-        _check(y)
+        check_event(y, mask.shape, "coupling")
         shift, log_scale = _shift_and_log_scale(params, y)
         return (y - shift) * jnp.exp(-log_scale), -_sum_event(log_scale)
 

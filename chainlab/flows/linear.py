@@ -17,8 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from chainlab.flows._util import check_channels, sites
+from chainlab.flows._util import check_channels, check_permutation, sites
 from chainlab.flows.bijection import Bijection
+from chainlab.validation import check_at_least
 
 __all__ = ["invertible_linear"]
 
@@ -45,15 +46,11 @@ def invertible_linear(
       >>> y.tolist(), logdet.tolist()
       ([[3.0, 2.0, 1.0]], [0.0])
     """
-    if not isinstance(channels, int) or channels < 1:
-        raise ValueError(f"channels must be a positive int, got {channels!r}")
+    check_at_least("channels", channels, 1)
     if permutation is None:
         permutation = np.arange(channels)[::-1].copy()
+    check_permutation("permutation", permutation, channels)
     permutation = jnp.asarray(permutation)
-    if permutation.shape != (channels,):
-        raise ValueError(
-            f"permutation must have shape ({channels},), got {permutation.shape}"
-        )
     rows_lo, cols_lo = np.tril_indices(channels, -1)
     rows_up, cols_up = np.triu_indices(channels, 1)
     num_off = channels * (channels - 1) // 2

@@ -8,13 +8,15 @@ roles, so alternating layers transform every entry.
 
 import numpy as np
 
+from chainlab.validation import check_at_least
+
 __all__ = ["alternating_mask", "channel_mask", "checkerboard_mask", "half_mask"]
 
 
-def _check_positive(**sizes: int) -> None:
-    for name, size in sizes.items():
-        if not isinstance(size, int) or size < 1:
-            raise ValueError(f"{name} must be a positive int, got {size!r}")
+def _check_sizes(height: int, width: int, channels: int, *, min_channels=1) -> None:
+    check_at_least("height", height, 1)
+    check_at_least("width", width, 1)
+    check_at_least("channels", channels, min_channels)
 
 
 def _finish(mask: np.ndarray, flip: bool) -> np.ndarray:
@@ -28,9 +30,7 @@ def half_mask(dim: int, *, flip: bool = False) -> np.ndarray:
       >>> half_mask(4).tolist(), half_mask(4, flip=True).tolist()
       ([1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0])
     """
-    _check_positive(dim=dim)
-    if dim < 2:
-        raise ValueError(f"a coupling needs dim >= 2, got {dim}")
+    check_at_least("dim", dim, 2)
     return _finish(np.arange(dim) < dim // 2, flip)
 
 
@@ -41,9 +41,7 @@ def alternating_mask(dim: int, *, flip: bool = False) -> np.ndarray:
       >>> alternating_mask(4).tolist()
       [1.0, 0.0, 1.0, 0.0]
     """
-    _check_positive(dim=dim)
-    if dim < 2:
-        raise ValueError(f"a coupling needs dim >= 2, got {dim}")
+    check_at_least("dim", dim, 2)
     return _finish(np.arange(dim) % 2 == 0, flip)
 
 
@@ -56,7 +54,7 @@ def checkerboard_mask(
       >>> checkerboard_mask(2, 2, 1)[..., 0].tolist()
       [[1.0, 0.0], [0.0, 1.0]]
     """
-    _check_positive(height=height, width=width, channels=channels)
+    _check_sizes(height, width, channels)
     rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
     board = (rows + cols) % 2 == 0
     return _finish(np.repeat(board[:, :, None], channels, axis=2), flip)
@@ -71,8 +69,6 @@ def channel_mask(
       >>> channel_mask(1, 1, 4)[0, 0].tolist()
       [1.0, 1.0, 0.0, 0.0]
     """
-    _check_positive(height=height, width=width, channels=channels)
-    if channels < 2:
-        raise ValueError(f"a channel mask needs channels >= 2, got {channels}")
+    _check_sizes(height, width, channels, min_channels=2)
     chans = np.arange(channels) < channels // 2
     return _finish(np.broadcast_to(chans, (height, width, channels)), flip)

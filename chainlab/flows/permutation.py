@@ -6,14 +6,17 @@ forward ``y = x[..., perm]``, inverse ``x = y[..., argsort(perm)]``.
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from chainlab.flows._util import check_channels
+from chainlab.flows._util import check_channels, check_permutation
 from chainlab.flows.bijection import Bijection
+from chainlab.validation import check_at_least
 
 __all__ = ["permutation", "reverse"]
 
 
 def permutation(perm: ArrayLike) -> Bijection:
     """Permute the last axis by the index array ``perm``; ``params`` is empty.
+
+    ``perm`` must hold each of ``0..len(perm) - 1`` once (checked when concrete).
 
     Example:
       >>> import jax.numpy as jnp
@@ -22,11 +25,8 @@ def permutation(perm: ArrayLike) -> Bijection:
       >>> y.tolist()
       [[2.0, 3.0, 1.0]]
     """
+    check_permutation("perm", perm)
     perm = jnp.asarray(perm)
-    if perm.ndim != 1 or not jnp.issubdtype(perm.dtype, jnp.integer):
-        raise TypeError(
-            f"perm must be a 1-D integer array, got {perm.dtype}{perm.shape}"
-        )
     size = perm.shape[0]
     undo = jnp.argsort(perm)
 
@@ -56,6 +56,5 @@ def reverse(dim: int) -> Bijection:
       >>> rev.forward({}, jnp.array([[1.0, 2.0, 3.0]]))[0].tolist()
       [[3.0, 2.0, 1.0]]
     """
-    if not isinstance(dim, int) or dim < 1:
-        raise ValueError(f"dim must be a positive int, got {dim!r}")
+    check_at_least("dim", dim, 1)
     return permutation(jnp.arange(dim)[::-1])

@@ -23,6 +23,12 @@ from jax.typing import ArrayLike
 
 from chainlab.flows._util import check_event
 from chainlab.flows.bijection import Bijection
+from chainlab.validation import (
+    check_finite,
+    check_in_range,
+    check_positive,
+    check_same_shape,
+)
 
 __all__ = ["dequantize", "logit", "standardize"]
 
@@ -59,6 +65,8 @@ def logit(*, levels: float, alpha: float = 0.05) -> Bijection:
     ``log|det dy/dz| = sum(log(levels / (1 - 2 alpha)) + log s + log(1 - s))`` with
     ``s = sigmoid(z)``. ``alpha`` keeps the image of ``[0, levels]`` inside
     ``[logit(alpha), logit(1 - alpha)]``. Works on any event shape; ``params`` is empty.
+    ``levels > 0`` and ``0 <= alpha < 0.5`` are checked when concrete (traced values,
+    under ``jit``, are not; see ``chainlab.validation``).
 
     Example:
       >>> import jax.numpy as jnp
@@ -67,10 +75,9 @@ def logit(*, levels: float, alpha: float = 0.05) -> Bijection:
       >>> round(float(z[0, 0]), 4), round(float(logdet[0]), 4)
       (0.0, -1.5523)
     """
-    if not levels > 0:
-        raise ValueError(f"levels must be positive, got {levels!r}")
-    if not 0 <= alpha < 0.5:
-        raise ValueError(f"alpha must be in [0, 0.5), got {alpha!r}")
+    check_finite("levels", levels)
+    check_positive("levels", levels)
+    check_in_range("alpha", alpha, 0, 0.5)
     width = 1 - 2 * alpha
 
     def forward(params, y):
@@ -94,7 +101,8 @@ def standardize(mean: ArrayLike, std: ArrayLike) -> Bijection:
     """The fixed affine map ``z = (y - mean) / std`` on events of ``mean``'s shape.
 
     ``log|det dz/dy| = -sum(log std)``; the inverse is ``y = mean + std z``. ``mean``
-    and ``std`` are structure (e.g. training-set statistics), not parameters.
+    and ``std`` are structure (e.g. training-set statistics), not parameters; both
+    must be finite and ``std > 0``, checked when concrete (not under ``jit``).
 
     Example:
       >>> import jax.numpy as jnp
@@ -104,10 +112,10 @@ def standardize(mean: ArrayLike, std: ArrayLike) -> Bijection:
       ([[1.0, 2.0]], True)
     """
     mean, std = jnp.asarray(mean), jnp.asarray(std)
-    if mean.shape != std.shape:
-        raise ValueError(f"mean {mean.shape} and std {std.shape} must share a shape")
-    if not bool(jnp.all(std > 0)):
-        raise ValueError("std must be positive everywhere")
+    check_same_shape(mean=mean, std=std)
+    check_finite("mean", mean)
+    check_finite("std", std)
+    check_positive("std", std)
     log_std = jnp.sum(jnp.log(std))
 
     def forward(params, y):

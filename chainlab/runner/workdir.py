@@ -80,12 +80,6 @@ class Workdir:
         ``close_to=x, rtol=1e-3``, ``info="reported"``, ...); it renders the target
         text and decides the verdict.
         """
-        if "target" in threshold:  # transitional: free-text target and verdict
-            passed = threshold.get("passed")
-            verdict = None if passed is None else bool(passed)
-            check = Check(name, to_json(measured), threshold["target"], source, verdict)
-            self.checks.append(check)
-            return
         self.checks.append(make_check(name, measured, source=source, **threshold))
 
     def note(self, markdown: str) -> None:

@@ -1,0 +1,54 @@
+"""Declarative checks: one threshold renders the target text and decides the verdict."""
+
+import numpy as np
+import pytest
+
+from chainlab.runner.report import make_check, markdown_table
+
+
+@pytest.mark.parametrize(
+    ("threshold", "measured", "target", "passed"),
+    [
+        ({"at_most": 1e-6}, 1e-7, "<= 1.000e-06", True),
+        ({"at_most": 1e-6}, 2e-6, "<= 1.000e-06", False),
+        ({"at_least": 0.95}, 0.95, ">= 0.95", True),
+        ({"below": 1.0}, 1.0, "< 1", False),
+        ({"above": 0.0}, np.array([1.0, 2.0]), "> 0.0", True),
+        ({"above": 0.0}, np.array([1.0, -2.0]), "> 0.0", False),
+        ({"between": (1.9, 2.1)}, 2.0, "in [1.9, 2.1]", True),
+        ({"equals": 0}, 0, "= 0", True),
+        ({"equals": [1, 2]}, np.array([1, 3]), "= [1, 2]", False),
+        ({"close_to": 2.0, "rtol": 1e-3}, 2.001, "2 within 0.001 relative", True),
+        ({"close_to": 2.0, "rtol": 1e-3}, 2.01, "2 within 0.001 relative", False),
+        ({"close_to": 0.0, "atol": 1e-9}, 1e-10, "0.0 within 1e-09", True),
+    ],
+)
+def test_threshold_renders_target_and_verdict(threshold, measured, target, passed):
+    check = make_check("q", measured, source="maths", **threshold)
+    assert check.target == target
+    assert check.passed is passed
+    assert check.row()[-1] == ("pass" if passed else "FAIL")
+
+
+def test_info_has_no_verdict_and_label_names_the_reference():
+    assert make_check("t", 3.0, source="s", info="reported").passed is None
+    check = make_check("d", 1.0, source="s", close_to=1.0, rtol=1e-6, label="closed")
+    assert check.target == "closed: 1 within 1e-06 relative"
+
+
+@pytest.mark.parametrize("threshold", [{}, {"at_most": 1.0, "at_least": 0.0}])
+def test_exactly_one_threshold_is_required(threshold):
+    with pytest.raises(ValueError, match="needs exactly one of"):
+        make_check("q", 1.0, source="s", **threshold)
+
+
+def test_markdown_table_formats_cells_and_refuses_ragged_rows():
+    table = markdown_table(["a", "b"], [["x", 1.23456789], ["y", 1e-9]])
+    assert table.splitlines() == [
+        "| a | b |",
+        "|---|---|",
+        "| x | 1.23457 |",
+        "| y | 1.000e-09 |",
+    ]
+    with pytest.raises(ValueError, match="has 1 cells, need 2"):
+        markdown_table(["a", "b"], [["x"]])
