@@ -16,7 +16,8 @@ it (double backprop). It is re-implemented here so that nothing but torch is nee
 its penalty is ||J||_F^2 (the library's has an extra 1/2, which only rescales the
 strength). chainlab uses ``chainlab.regularizers.jacobian_penalty`` under
 ``jax.jit``, taking the logits for the cross-entropy from the penalty's forward pass
-(``return_outputs=True``), as the reference reuses its logits. Before timing, the
+(``return_outputs=True``), as the reference reuses its logits; its steps are
+``chainlab.training.make_step``, the step ``fit`` takes. Before timing, the
 exact-penalty loss and its parameter gradients are compared between the two (same
 weights, same batch): they must agree to 1e-4.
 
@@ -66,7 +67,7 @@ from chainlab.data import digits_for_classifier
 from chainlab.losses import cross_entropy
 from chainlab.models import MLP, dense_layers
 from chainlab.regularizers import jacobian_penalty
-from chainlab.training import classification_loss, interleaved_median_ms
+from chainlab.training import classification_loss, interleaved_median_ms, make_step
 
 BATCH = 64
 HIDDEN = (128, 128)
@@ -108,15 +109,10 @@ def _jax_steps(params, compiler_options):
 
     losses = {"plain": classification_loss(model.apply)}
     losses.update({method: penalised(method) for method in ("projection", "exact")})
-    steps = {}
-    for mode, loss_fn in losses.items():
-
-        def step(params, opt_state, batch, key, loss_fn=loss_fn):
-            loss, grads = jax.value_and_grad(loss_fn)(params, batch, key)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state, loss
-
-        steps[mode] = jax.jit(step, compiler_options=compiler_options)
+    steps = {
+        mode: make_step(loss_fn, optimizer, compiler_options=compiler_options)
+        for mode, loss_fn in losses.items()
+    }
     exact_grad = jax.jit(
         jax.value_and_grad(losses["exact"]), compiler_options=compiler_options
     )

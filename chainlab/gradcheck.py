@@ -11,6 +11,8 @@ Three small tools that tests and experiments share:
 - :func:`compare_rules`: a function with a custom derivative rule against a reference
   implementation of the same maths, in forward mode (jvp) and reverse mode (vjp), along
   random directions.
+- :func:`derivatives_by_mode`: the derivative at a point by every autodiff mode, or
+  the error a mode raises (a ``custom_vjp`` function has no forward mode).
 
 Finite differences lose about half (one-sided) or two thirds (central) of the digits, so
 use them in float64 (``jax.enable_x64``); in float32 expect agreement to ~1e-3 at best.
@@ -29,6 +31,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from chainlab.validation import (
+    as_real_float,
     check_choice,
     check_dtype,
     check_positive,
@@ -293,3 +296,77 @@ def _random_like(key: jax.Array, tree: PyTree) -> PyTree:
         for k, leaf in zip(keys, leaves, strict=False)
     ]
     return jax.tree.unflatten(structure, draws)
+
+
+Mode = Literal[
+    "grad", "jvp", "jacfwd", "jacrev", "hessian", "jacfwd(grad)", "jacrev(grad)"
+]
+
+
+def _mode_derivatives(f: Callable[[jax.Array], jax.Array]) -> dict[Mode, Callable]:
+    return {
+        "grad": jax.grad(f),
+        "jvp": lambda x: jax.jvp(f, (x,), (jnp.ones_like(x),))[1],
+        "jacfwd": jax.jacfwd(f),
+        "jacrev": jax.jacrev(f),
+        "hessian": jax.hessian(f),
+        "jacfwd(grad)": jax.jacfwd(jax.grad(f)),
+        "jacrev(grad)": jax.jacrev(jax.grad(f)),
+    }
+
+
+MODES: tuple[Mode, ...] = tuple(_mode_derivatives(jnp.sum))
+
+
+class ModeOutcome(NamedTuple):
+    """What one autodiff mode gave: a value, or the error it raised.
+
+    Attributes:
+      value: the derivative, or ``None`` when the mode raised.
+      error: ``None``, or ``"TypeError: <first line of the message>"``.
+    """
+
+    value: jax.Array | None
+    error: str | None
+
+
+def derivatives_by_mode(
+    f: Callable[[jax.Array], jax.Array], x: jax.typing.ArrayLike
+) -> dict[Mode, ModeOutcome]:
+    """The derivative of a scalar ``f`` at ``x`` by every autodiff mode, or its error.
+
+    Modes (each jitted and run on its own, so one failing mode does not hide the
+    others): ``jax.grad``; ``jax.jvp`` along ``ones_like(x)`` (for a scalar ``x`` the
+    derivative itself); ``jax.jacfwd`` and ``jax.jacrev`` (first derivatives, forward
+    and reverse); ``jax.hessian`` and the two Jacobians of the gradient (second
+    derivatives; ``hessian`` and ``jacfwd(grad)`` are forward-over-reverse). For a
+    ``custom_jvp`` rule all modes agree. A ``custom_vjp`` function has no forward mode:
+    ``jvp`` and ``jacfwd`` raise JAX's ``TypeError``, which is recorded, not raised;
+    forward over reverse works only if the rule's own forward and backward functions
+    are forward-differentiable (they are not if they call the ``custom_vjp`` itself).
+    ``f`` itself must trace: its own errors (and a non-scalar output) are raised.
+
+    Args:
+      f: a scalar-valued function of one array (a closure, like ``jax.grad``'s).
+      x: the point, a real floating array (ints promoted).
+
+    Returns:
+      ``{mode: ModeOutcome}`` in the order of ``MODES``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from chainlab.activations import relu
+      >>> outcomes = derivatives_by_mode(relu, 0.0)
+      >>> float(outcomes["grad"].value), float(outcomes["hessian"].value)
+      (0.0, 0.0)
+    """
+    x = as_real_float("x", x)
+    check_scalar_output("f", f, x)
+    outcomes = {}
+    for mode, derivative in _mode_derivatives(f).items():
+        try:
+            outcomes[mode] = ModeOutcome(jax.jit(derivative)(x), None)
+        except Exception as error:  # recorded: which modes fail is the measurement
+            reason = f"{type(error).__name__}: {str(error).splitlines()[0]}"
+            outcomes[mode] = ModeOutcome(None, reason)
+    return outcomes

@@ -1,4 +1,4 @@
-"""Losses whose derivatives are right at the kinks: Huber, triplet (with mining), CE.
+"""Losses whose derivatives are right at the kinks: Huber, triplet, CE; and Brier.
 
 Every kink carries an explicit derivative rule, so ``jax.grad``, ``jax.jvp``,
 ``jax.jacfwd``, ``jax.jacrev`` and ``jax.hessian`` all see the same, documented
@@ -13,6 +13,7 @@ derivative, including at the exact points where a naive formulation goes wrong:
   where ``jnp.linalg.norm``'s ``x / ||x||`` is 0/0 = NaN. The hinge is inactive at
   exactly zero (derivative 0, never 1/2).
 - ``cross_entropy``: log-sum-exp form, stable for any logit scale.
+- ``brier``: squared distance of predicted probabilities to the target distribution.
 
 Settings (``delta > 0``, ``margin >= 0``, ``p >= 1``) are checked whenever they are
 concrete (a Python number, a numpy or a concrete jax array); a setting traced under
@@ -22,7 +23,8 @@ checked at trace time, under ``jit`` too.
 References: P. J. Huber, "Robust Estimation of a Location Parameter", Ann. Math.
 Statist. 35 (1964); F. Schroff, D. Kalenichenko, J. Philbin, "FaceNet", CVPR 2015
 (triplet loss, semi-hard mining); A. Hermans, L. Beyer, B. Leibe, "In Defense of the
-Triplet Loss for Person Re-Identification", arXiv:1703.07737 (batch-hard mining).
+Triplet Loss for Person Re-Identification", arXiv:1703.07737 (batch-hard mining); G. W.
+Brier, Monthly Weather Review 78 (1950) (the Brier score).
 """
 
 import functools
@@ -50,6 +52,7 @@ from chainlab.validation import (
 __all__ = [
     "Triplets",
     "batch_hard_triplet",
+    "brier",
     "cross_entropy",
     "huber",
     "mine_batch_hard",
@@ -501,3 +504,52 @@ def cross_entropy(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
         wrap_negative_indices=False,
     )[..., 0]
     return jax.nn.logsumexp(logits, axis=-1) - picked
+
+
+# --------------------------------------------------------------------------- Brier
+
+
+def brier(predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
+    r"""Brier score of predicted class probabilities, one value per example.
+
+    .. math:: \ell(p, y) = \sum_c (p_c - t_c)^2,
+       \qquad \partial \ell / \partial p = 2 (p - t),
+
+    with ``t`` the target distribution: ``onehot(y)`` for integer labels ``y``, or the
+    given probability vectors. A proper scoring rule, bounded by 2 for probability
+    vectors, and with a gradient that stays bounded as predictions saturate (unlike
+    cross-entropy's). Integer labels outside ``[0, C)`` give NaN (a loud signal that
+    also works under ``jit``), as in :func:`cross_entropy`.
+
+    Reference: G. W. Brier, "Verification of Forecasts Expressed in Terms of
+    Probability", Monthly Weather Review 78 (1950), eq. (1) without the mean over
+    forecasts (take ``jnp.mean`` of the result for it).
+
+    Args:
+      predictions: ``(..., C)`` probabilities (not checked to sum to 1).
+      targets: ``(...)`` integer labels in ``[0, C)``, or ``(..., C)`` floating
+        target probabilities.
+
+    Returns:
+      ``(...)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> round(float(brier(jnp.array([0.75, 0.25]), jnp.array(0))), 4)
+      0.125
+      >>> round(float(brier(jnp.array([0.75, 0.25]), jnp.array([0.5, 0.5]))), 4)
+      0.125
+    """
+    predictions = as_real_float("predictions", predictions)
+    check_shape("predictions", predictions, (..., None))
+    targets = jnp.asarray(targets)
+    classes = predictions.shape[-1]
+    if jnp.issubdtype(targets.dtype, jnp.integer):
+        check_shape("targets", targets, predictions.shape[:-1])
+        inside = (targets >= 0) & (targets < classes)
+        onehot = jax.nn.one_hot(targets, classes, dtype=predictions.dtype)
+        loss = jnp.sum(jnp.square(predictions - onehot), axis=-1)
+        return jnp.where(inside, loss, jnp.nan)
+    targets = as_real_float("targets", targets)
+    check_shape("targets", targets, predictions.shape)
+    return jnp.sum(jnp.square(predictions - targets), axis=-1)

@@ -22,8 +22,17 @@ import jax
 import jax.numpy as jnp
 
 from chainlab.layers import Maxout, MaxoutRouting, Ties
+from chainlab.validation import check_choice, check_rank
 
-__all__ = ["MLP", "ConvNet", "MaxoutMLP", "dense_layers", "maxout_routings"]
+__all__ = [
+    "MLP",
+    "ConvNet",
+    "MaxoutMLP",
+    "dense_layers",
+    "maxout_routings",
+    "maxout_win_fractions",
+    "tie_maxout_pieces",
+]
 
 
 def _dense_name(i: int) -> str:
@@ -168,3 +177,47 @@ def maxout_routings(
     sown = state["intermediates"]
     routings = [sown[f"maxout_{i}"]["routing"][0] for i in range(len(model.hidden))]
     return outputs, routings
+
+
+def maxout_win_fractions(
+    model: MaxoutMLP, params: Mapping[str, Any], x: jax.Array
+) -> list[jax.Array]:
+    """Per maxout layer, ``(pieces, units)``: the share of the rows of ``x`` (``(n,
+    d_in)``) on which each piece wins each unit. A piece that never wins gets no
+    gradient, so it never learns (Goodfellow et al., "Maxout Networks", ICML 2013).
+
+    >>> import jax, jax.numpy as jnp
+    >>> model = MaxoutMLP((5,), pieces=3, num_outputs=2)
+    >>> params = model.init(jax.random.key(0), jnp.zeros((1, 6)))
+    >>> [w.shape for w in maxout_win_fractions(model, params, jnp.ones((7, 6)))]
+    [(3, 5)]
+    """
+    check_rank("x", x, 2)
+    _, routings = maxout_routings(model, params, x)
+    return [
+        jnp.mean(jax.nn.one_hot(r.winner, model.pieces, axis=1), axis=0)
+        for r in routings
+    ]
+
+
+def tie_maxout_pieces(
+    model: MaxoutMLP, params: Mapping[str, Any], *, source: int = 0, target: int = 1
+) -> dict[str, Any]:
+    """``params`` with piece ``source`` copied into piece ``target`` in every maxout
+    layer (``maxout_i``), so the two tie exactly wherever ``source`` wins; the readout
+    and every other piece are kept. Returns ``{"params": ...}``.
+
+    >>> import jax, jax.numpy as jnp
+    >>> model = MaxoutMLP((5,), pieces=3, num_outputs=2)
+    >>> tied = tie_maxout_pieces(model, model.init(jax.random.key(0), jnp.zeros(6)))
+    >>> layer = tied["params"]["maxout_0"]
+    >>> bool((layer["kernel"][0] == layer["kernel"][1]).all())
+    True
+    """
+    check_choice("source", source, range(model.pieces))
+    check_choice("target", target, [p for p in range(model.pieces) if p != source])
+    layers = dict(params.get("params", params))
+    for i in range(len(model.hidden)):
+        name = f"maxout_{i}"
+        layers[name] = jax.tree.map(lambda a: a.at[target].set(a[source]), layers[name])
+    return {"params": layers}

@@ -26,6 +26,14 @@ experiment: for any upstream gradient ``g = dL/dy``, per channel, the input grad
 ``dL/dx`` sums to zero over the batch, and ``sum_b dL/dx[b] xhat[b] =
 (scale / s) * (eps / (var + eps)) * sum_a g[a] xhat[a]``, so it is orthogonal to
 ``xhat`` exactly when ``eps = 0`` (and nearly so for ``eps << var``).
+``batch_norm_jacobian`` evaluates the closed form (for any ``(N, ..., C)`` input, with
+the ``M`` positions of a channel in place of ``N``), and
+``batch_norm_grad_identities`` measures both identities for one upstream gradient.
+
+Per-example gradients (for clipping, importance weights, influence) are not defined by
+the batch model alone once samples are coupled: ``per_example_grads`` computes the
+three usual decompositions (``jax.jacrev`` of the per-example losses, ``vmap(grad)``
+over batches of one, and ``vmap(grad)`` with the statistics shared over a named axis).
 
 Inference uses running averages of the batch statistics instead. They are explicit
 state: ``BatchNormState`` (a NamedTuple), updated by the pure ``update_running_stats``
@@ -43,7 +51,7 @@ arXiv:1607.06450.
 """
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -52,6 +60,7 @@ from jax.typing import ArrayLike
 from chainlab.validation import (
     as_real_float,
     check_at_least,
+    check_choice,
     check_in_range,
     check_nonnegative,
     check_rank,
@@ -59,15 +68,19 @@ from chainlab.validation import (
 )
 
 __all__ = [
+    "BatchNormGradIdentities",
     "BatchNormState",
     "batch_norm",
+    "batch_norm_grad_identities",
     "batch_norm_inference",
+    "batch_norm_jacobian",
     "batch_norm_stats",
     "cross_sample_block_norms",
     "cross_sample_jacobian",
     "init_batch_norm_state",
     "instance_norm",
     "layer_norm",
+    "per_example_grads",
     "update_running_stats",
 ]
 
@@ -420,3 +433,191 @@ def cross_sample_block_norms(jac: ArrayLike) -> jax.Array:
         raise ValueError(f"jac must have shape (N, N, ...), got {jac.shape}")
     flat = jac.reshape(jac.shape[0], jac.shape[1], -1)
     return jnp.sqrt(jnp.sum(jnp.square(flat), axis=-1))
+
+
+def _standardized(x: jax.Array, eps: float) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``xhat (M, C)`` over the ``M`` positions of ``x (N, ..., C)``; ``s``, ``var``."""
+    flat = x.reshape(-1, x.shape[-1])
+    mean, var = _moments(flat, (0,))
+    s = jnp.sqrt(var + eps)
+    return (flat - mean) / s, s, var
+
+
+def batch_norm_jacobian(
+    x: ArrayLike, scale: ArrayLike, *, eps: float = 1e-5
+) -> jax.Array:
+    """The closed-form Jacobian of ``batch_norm`` (training mode) in blocks ``[a, b]``.
+
+    Per channel ``c``, over the ``M = N * L`` positions ``m`` of ``x (N, *spatial, C)``
+    (``L`` the product of the spatial sizes), with ``s = sqrt(var + eps)`` and ``xhat =
+    (x - mean) / s``,
+
+        dy[m, c] / dx[m', c'] = delta(c, c') * scale[c] / s[c]
+                                * (delta(m, m') - 1/M - xhat[m, c] xhat[m', c] / M).
+
+    ``offset`` does not enter. The layout is that of ``cross_sample_jacobian`` of
+    ``batch_norm`` (by autodiff), so the two can be compared entry by entry.
+
+    Args:
+        x: the batch ``(N, ..., C)``, at least 2-D.
+        scale: per-channel gain, shape ``(C,)``.
+        eps: added to the variance inside the square root, ``>= 0`` (checked when
+            concrete; not under ``jit``).
+
+    Returns:
+        Array ``(N, N, *x.shape[1:], *x.shape[1:])`` indexed ``[a, b, ...]``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> jac = batch_norm_jacobian(jnp.array([[1.0], [3.0]]), jnp.ones(1), eps=0.0)
+        >>> jac[:, :, 0, 0].tolist()  # xhat = (-1, 1): 1 - 1/2 - 1/2 = 0 everywhere
+        [[0.0, 0.0], [0.0, 0.0]]
+    """
+    x, scale, _ = _affine_inputs(x, scale, jnp.zeros_like(scale), eps, min_rank=2)
+    xhat, s, _ = _standardized(x, eps)
+    m, channels = xhat.shape
+    coupling = jnp.eye(m)[:, :, None] - 1.0 / m - xhat[:, None, :] * xhat[None] / m
+    per_channel = coupling * (scale / s[0])[None, None, :]  # (M, M', C)
+    jac = jnp.einsum("pqc,cd->pcqd", per_channel, jnp.eye(channels, dtype=x.dtype))
+    jac = jac.reshape(x.shape + x.shape)  # (N, *inner, N', *inner')
+    return jnp.moveaxis(jac, x.ndim, 1)
+
+
+class BatchNormGradIdentities(NamedTuple):
+    """How closely ``dL/dx`` of ``batch_norm`` meets its two identities, per channel.
+
+    Attributes:
+        sum_rel: ``|sum_m dL/dx[m]| / sum_m |dL/dx[m]|`` (0 in exact arithmetic).
+        xhat_cosine: ``|<dL/dx, xhat>| / (||dL/dx|| ||xhat||)`` (0 when ``eps = 0``).
+        formula_error: ``|<dL/dx, xhat> - predicted| / (||dL/dx|| ||xhat||)`` with
+            ``predicted = scale / s * eps / (var + eps) * <g, xhat>`` (0 for any eps).
+    """
+
+    sum_rel: jax.Array
+    xhat_cosine: jax.Array
+    formula_error: jax.Array
+
+
+def batch_norm_grad_identities(
+    x: ArrayLike, scale: ArrayLike, cotangent: ArrayLike, *, eps: float = 1e-5
+) -> BatchNormGradIdentities:
+    """Measure the two identities of the batch-norm input gradient, per channel.
+
+    For an upstream gradient ``g = dL/dy`` the chain rule through the batch statistics
+    (rows of ``batch_norm_jacobian``) gives, per channel and summing over the ``M``
+    positions of ``x (N, ..., C)``,
+
+        sum_m dL/dx[m] = 0,
+        sum_m dL/dx[m] xhat[m] = scale / s * eps / (var + eps) * sum_m g[m] xhat[m],
+
+    so ``dL/dx`` is orthogonal to ``xhat`` exactly when ``eps = 0``. ``dL/dx`` is taken
+    by reverse-mode autodiff (``jax.vjp``) and compared with both, relative to its size;
+    the results are round-off (about the dtype's machine epsilon) unless autodiff or the
+    layer is wrong.
+
+    Args:
+        x: the batch ``(N, ..., C)``, at least 2-D.
+        scale: per-channel gain, shape ``(C,)``.
+        cotangent: ``g = dL/dy``, the shape of ``x``.
+        eps: as in ``batch_norm`` (``>= 0``, checked when concrete; not under ``jit``).
+
+    Returns:
+        A :class:`BatchNormGradIdentities` of ``(C,)`` arrays.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> x, g = jnp.array([[0.0], [1.0], [5.0]]), jnp.array([[1.0], [0.0], [2.0]])
+        >>> ids = batch_norm_grad_identities(x, jnp.ones(1), g, eps=0.0)
+        >>> bool(ids.sum_rel[0] < 1e-6), bool(ids.xhat_cosine[0] < 1e-6)
+        (True, True)
+    """
+    x, scale, offset = _affine_inputs(x, scale, jnp.zeros_like(scale), eps, min_rank=2)
+    cotangent = as_real_float("cotangent", cotangent)
+    check_shape("cotangent", cotangent, x.shape)
+    _, pullback = jax.vjp(lambda x: batch_norm(x, scale, offset, eps=eps), x)
+    (grad,) = pullback(cotangent.astype(x.dtype))
+    grad = grad.reshape(-1, x.shape[-1])
+    g = cotangent.reshape(grad.shape)
+    xhat, s, var = _standardized(x, eps)
+    inner = jnp.sum(grad * xhat, axis=0)
+    size = jnp.sqrt(jnp.sum(grad**2, axis=0) * jnp.sum(xhat**2, axis=0))
+    predicted = scale / s[0] * eps / (var[0] + eps) * jnp.sum(g * xhat, axis=0)
+    return BatchNormGradIdentities(
+        sum_rel=jnp.abs(jnp.sum(grad, axis=0)) / jnp.sum(jnp.abs(grad), axis=0),
+        xhat_cosine=jnp.abs(inner) / size,
+        formula_error=jnp.abs(inner - predicted) / size,
+    )
+
+
+PerExampleMethod = Literal["jacrev", "vmap"]
+PER_EXAMPLE_METHODS: tuple[PerExampleMethod, ...] = ("jacrev", "vmap")
+
+
+def per_example_grads(
+    loss_fn: Callable[[Any, Any], jax.Array],
+    params: Any,
+    batch: Any,
+    *,
+    method: PerExampleMethod = "jacrev",
+    axis_name: str | None = None,
+) -> Any:
+    """Per-example gradients ``d loss_i / d params``, decomposed one of three ways.
+
+    ``loss_fn(params, batch)`` returns the ``(B,)`` per-example losses of a batch (a
+    pytree whose every leaf has the leading axis ``B``); for a model close over its
+    ``apply(params, x_batch)`` (a Flax ``module.apply``, or for NNX ``lambda s, x:
+    nnx.merge(graphdef, s)(x)``). Row ``i`` of the result is
+
+    - ``method="jacrev"``: ``jax.jacrev(loss_fn)(params, batch)``, the gradient of
+      example ``i``'s loss *in context*: with batch statistics it depends on every
+      example, and the rows sum to the batch gradient ``d (sum_i loss_i) / d params``.
+    - ``method="vmap"``: ``jax.vmap(jax.grad(...))``, example ``i`` passed to
+      ``loss_fn`` alone as a batch of one. Equal to ``"jacrev"`` when examples do not
+      interact; with batch norm each example is normalized by its own statistics (a
+      batch of one normalizes to exactly 0), which is neither.
+    - ``method="vmap"`` with ``axis_name``: the same, with the mapped axis named so
+      that ``loss_fn``'s batch statistics are shared over it (build ``loss_fn`` with
+      ``batch_norm(..., axis_name=axis_name)``, as Flax's ``BatchNorm(axis_name=...)``).
+      The rows sum to the batch gradient, but row ``i`` collects the gradient flowing
+      through example ``i``'s *input* from every example's loss: a different split.
+
+    Args:
+        loss_fn: ``(params, batch) -> (B,)`` per-example losses.
+        params: the pytree to differentiate.
+        batch: a pytree of arrays with a common leading axis ``B >= 1``.
+        method: ``"jacrev"`` or ``"vmap"``.
+        axis_name: only with ``"vmap"``: the name given to the mapped axis.
+
+    Returns:
+        ``params``' structure, each leaf with a leading axis ``B``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> def loss_fn(w, x):  # (B,) losses of a linear model
+        ...     return 0.5 * (x @ w) ** 2
+        >>> x = jnp.array([[1.0, 0.0], [0.0, 2.0]])
+        >>> per_example_grads(loss_fn, jnp.ones(2), x).tolist()
+        [[1.0, 0.0], [0.0, 4.0]]
+    """
+    check_choice("method", method, PER_EXAMPLE_METHODS)
+    if axis_name is not None and method != "vmap":
+        raise ValueError(f"axis_name is for method='vmap' only, got method={method!r}")
+    shapes = [jnp.shape(leaf) for leaf in jax.tree.leaves(batch)]
+    if not shapes or min(map(len, shapes)) == 0 or len({s[0] for s in shapes}) > 1:
+        raise ValueError(
+            f"batch must hold arrays with one common leading axis, got shapes {shapes}"
+        )
+
+    def losses(params, batch):
+        out = loss_fn(params, batch)
+        check_shape("loss_fn(params, batch)", out, jax.tree.leaves(batch)[0].shape[:1])
+        return out
+
+    if method == "jacrev":
+        return jax.jacrev(losses)(params, batch)
+
+    def alone(params, example):  # one example as a batch of one
+        return losses(params, jax.tree.map(lambda a: a[None], example))[0]
+
+    per_example = jax.vmap(jax.grad(alone), in_axes=(None, 0), axis_name=axis_name)
+    return per_example(params, batch)

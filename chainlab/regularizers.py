@@ -19,20 +19,23 @@ their variance by ``num_projections``.
 Model convention: the per-example functions (:func:`jacobian_frobenius_sq`,
 :func:`estimator_samples`, :func:`input_gradient_norm`) take a closure ``f(x)``, like
 ``jax.grad``; the batch and training functions (:func:`jacobian_penalty`,
-:func:`with_jacobian_penalty`) take ``apply(params, x_batch)``: a Flax linen
-``module.apply``, or for Flax NNX ``graphdef, state = nnx.split(model)`` with
-``lambda s, x: nnx.merge(graphdef, s)(x)``. Every ``method`` defaults to ``"exact"``.
+:func:`penalty_relative_std`, :func:`with_jacobian_penalty`) take
+``apply(params, x_batch)``: a Flax linen ``module.apply``, or for Flax NNX
+``graphdef, state = nnx.split(model)`` with ``lambda s, x: nnx.merge(graphdef,
+s)(x)``. Every ``method`` that has a default defaults to ``"exact"``.
 Settings (``num_projections``, ``strength``, ...) are checked when concrete; under
 ``jit`` a traced ``strength`` is not checked.
 
 Also here: :func:`estimator_variance` (the estimators' variance in closed form),
 :func:`estimator_samples` and :func:`estimator_study` (many independent estimates,
 and their moments against the exact ones),
-:func:`jacobian_penalty` (batch mean of R over a batch),
+:func:`jacobian_penalty` (batch mean of R over a batch) and
+:func:`penalty_relative_std` (its estimates' relative spread, in closed form),
 :func:`with_jacobian_penalty` (turns a training loss into ``loss + strength * mean R``),
 :func:`input_gradient_norm` (per-example sensitivity for robustness analyses), and the
 closed-form penalty gradient of a one-hidden-layer network
-(:func:`one_hidden_layer_penalty_grad`), derived with matrix calculus.
+(:func:`one_hidden_layer_penalty_grad`, derived with matrix calculus, and
+:func:`one_hidden_layer_mean_penalty_grad`, its batch mean set against autodiff).
 
 Reference: J. Hoffman, D. A. Roberts, S. Yaida, "Robust Learning with Jacobian
 Regularization", arXiv:1908.02729 (2019).
@@ -70,7 +73,9 @@ __all__ = [
     "jacobian_penalty",
     "one_hidden_layer",
     "one_hidden_layer_jacobian",
+    "one_hidden_layer_mean_penalty_grad",
     "one_hidden_layer_penalty_grad",
+    "penalty_relative_std",
     "with_jacobian_penalty",
 ]
 
@@ -313,6 +318,25 @@ class EstimatorStudy(NamedTuple):
         centred = log_n - jnp.mean(log_n)
         return float(jnp.sum(centred * (log_v - jnp.mean(log_v))) / jnp.sum(centred**2))
 
+    def summary(self) -> dict[str, Any]:
+        """Plain lists and floats (JSON-ready): the moments, the relative variances
+        (sampled and predicted), the largest z-score and, with two or more
+        num_projections, the log-log slope."""
+        summary = {
+            "num_projections": list(self.num_projections),
+            "exact": self.exact.tolist(),
+            "mean": self.mean.tolist(),
+            "variance": self.variance.tolist(),
+            "relative_variance": self.relative_variance().tolist(),
+            "predicted_relative_variance": self.relative_variance(
+                predicted=True
+            ).tolist(),
+            "max_z": float(jnp.max(self.z_score)),
+        }
+        if len(self.num_projections) > 1:
+            summary["log_log_slope"] = self.log_log_slope()
+        return summary
+
 
 def estimator_study(
     f: Callable[[jax.Array], jax.Array],
@@ -432,6 +456,49 @@ def jacobian_penalty(
     )
     penalty = jnp.mean(per_example)
     return (outputs, penalty) if return_outputs else penalty
+
+
+def penalty_relative_std(
+    apply: Callable[[Any, jax.Array], jax.Array],
+    params: Any,
+    x: ArrayLike,
+    *,
+    method: Method,
+    num_projections: int = 1,
+) -> jax.Array:
+    """Standard deviation of one :func:`jacobian_penalty` estimate over its mean.
+
+    Every example b draws its own probes, so the batch mean of the estimates has
+    variance sum_b Var_b / B^2 with Var_b = :func:`estimator_variance` of J_b, and
+    the relative std is sqrt(sum_b Var_b) / B / mean_b ||J_b||_F^2, in closed form
+    (J_b by ``jax.jacrev``). ``apply(params, x_batch)`` is as in
+    :func:`jacobian_penalty`: a Flax linen ``module.apply``, or for Flax NNX
+    ``graphdef, state = nnx.split(model)`` with ``lambda s, x: nnx.merge(graphdef,
+    s)(x)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> apply = lambda w, x: x @ w  # J = w^T for every example
+      >>> w = jnp.eye(2, 3)
+      >>> float(penalty_relative_std(apply, w, jnp.ones((4, 2)),
+      ...                            method="forward_projection"))
+      0.5
+    """
+    check_choice("method", method, METHODS)
+    check_at_least("num_projections", num_projections, 1)
+    x = as_real_float("x", x)
+    if x.ndim < 1:
+        raise ValueError(f"x needs a leading batch axis, got shape {x.shape}")
+
+    def jacobian(z):  # (C, D) of one example
+        return jax.jacrev(lambda v: apply(params, v[None])[0])(z).reshape(-1, z.size)
+
+    jacobians = jax.vmap(jacobian)(x)
+    variances = jax.vmap(
+        partial(estimator_variance, method=method, num_projections=num_projections)
+    )(jacobians)
+    exact = jnp.sum(jnp.square(jacobians), axis=(1, 2))
+    return jnp.sqrt(jnp.sum(variances)) / len(x) / jnp.mean(exact)
 
 
 def _first(batch: Any) -> jax.Array:
@@ -678,3 +745,41 @@ def one_hidden_layer_penalty_grad(
     grad_w1 = 2 * w2_j.T * ds[None, :] + jnp.outer(x, grad_z)
     grads = OneHiddenLayer(grad_w1, grad_z, grad_w2, jnp.zeros_like(b2))
     return jnp.sum(jnp.square(jac)), grads
+
+
+def one_hidden_layer_mean_penalty_grad(
+    params: OneHiddenLayer,
+    xs: ArrayLike,
+    *,
+    activation: Activation = jnp.tanh,
+    method: Literal["closed_form", "autodiff"] = "closed_form",
+) -> OneHiddenLayer:
+    """dR/dparams averaged over the inputs ``xs`` (N, D), two ways.
+
+    ``"closed_form"``: the mean of :func:`one_hidden_layer_penalty_grad` (matrix
+    calculus); ``"autodiff"``: ``jax.grad`` of the mean of
+    :func:`jacobian_frobenius_sq` (exact) of :func:`one_hidden_layer`, a derivative
+    of a derivative. The two agree to round-off, which tests the derivation.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> p = OneHiddenLayer(jnp.eye(2), jnp.zeros(2), jnp.ones((2, 1)), jnp.zeros(1))
+      >>> xs = jnp.array([[0.3, -0.2], [0.1, 0.5]])
+      >>> a, c = (one_hidden_layer_mean_penalty_grad(p, xs, method=m)
+      ...         for m in ("autodiff", "closed_form"))
+      >>> bool(jnp.allclose(a.w1, c.w1, atol=1e-6)), c.b2.tolist()
+      (True, [0.0])
+    """
+    check_choice("method", method, ("closed_form", "autodiff"))
+    xs = as_real_float("xs", xs)
+    check_rank("xs", xs, 2)
+    if method == "closed_form":
+        grad = partial(one_hidden_layer_penalty_grad, params, activation=activation)
+        _, grads = jax.vmap(grad)(xs)
+        return jax.tree.map(partial(jnp.mean, axis=0), grads)
+
+    def mean_penalty(p):
+        f = partial(one_hidden_layer, p, activation=activation)
+        return jnp.mean(jax.vmap(partial(jacobian_frobenius_sq, f))(xs))
+
+    return OneHiddenLayer(*jax.grad(mean_penalty)(OneHiddenLayer(*params)))

@@ -22,6 +22,8 @@ w_j||_2`` (L2) when they are the only two classes.
 - :func:`noise_accuracy`: accuracy on ``x + sigma * N(0, I)``, averaged over draws.
 - :func:`accuracy`: the fraction of ``argmax apply(params, x) == y``.
 - :func:`accuracy_curves`: all three accuracies over grids of sizes.
+- :func:`sensitivity`: the first-order sizes these perturbations act through, mean
+  ||J||_F (logits with respect to the input) and mean ||grad_x loss||_2.
 
 Each function checks its settings when they are concrete and then runs one jitted
 program, compiled once per ``apply``, shapes and static options (``norm``, ``steps``,
@@ -44,6 +46,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from chainlab.losses import cross_entropy
+from chainlab.regularizers import input_gradient_norm, jacobian_frobenius_sq
 from chainlab.validation import (
     as_real_float,
     check_at_least,
@@ -56,7 +59,15 @@ from chainlab.validation import (
     check_shape,
 )
 
-__all__ = ["NORMS", "accuracy", "accuracy_curves", "fgsm", "noise_accuracy", "pgd"]
+__all__ = [
+    "NORMS",
+    "accuracy",
+    "accuracy_curves",
+    "fgsm",
+    "noise_accuracy",
+    "pgd",
+    "sensitivity",
+]
 
 Apply = Callable[[Any, jax.Array], jax.Array]
 Norm = Literal["linf", "l2"]
@@ -161,6 +172,44 @@ def _noise_accuracy(apply, params, x, y, sigma, key, draws):
         return _accuracy(apply, params, x + sigma * noise, y)
 
     return jnp.mean(jax.lax.map(one, jax.random.split(key, draws)))
+
+
+def sensitivity(
+    apply: Apply, params: Any, x: ArrayLike, y: ArrayLike
+) -> dict[str, jax.Array]:
+    """Means over examples of ||J||_F and of ||grad_x cross-entropy||_2.
+
+    J is the Jacobian of example b's logits with respect to its input x_b
+    (:func:`chainlab.regularizers.jacobian_frobenius_sq`, exact) and the gradient is
+    that of its cross-entropy (:func:`chainlab.regularizers.input_gradient_norm`).
+    Returns ``{"jacobian_frobenius": ..., "input_gradient_norm": ...}``, float
+    scalars. ``apply(params, x_batch) -> logits`` as in the module docstring.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> apply = lambda w, x: x @ w  # J = w^T, gradient 0 at equal logits
+      >>> x, y = jnp.zeros((2, 2)), jnp.array([0, 1])
+      >>> s = sensitivity(apply, 2 * jnp.eye(2), x, y)
+      >>> round(float(s["jacobian_frobenius"]) ** 2, 4)
+      8.0
+      >>> round(float(s["input_gradient_norm"]) ** 2, 4)
+      2.0
+    """
+    x, y = _batch(x, y)
+    return _sensitivity(apply, params, x, y)
+
+
+@partial(jax.jit, static_argnums=0)
+def _sensitivity(apply, params, x, y):
+    def one(xi, yi):
+        def logits(z):
+            return apply(params, z[None])[0]
+
+        jacobian = jnp.sqrt(jacobian_frobenius_sq(logits, xi))
+        gradient = input_gradient_norm(lambda z: cross_entropy(logits(z), yi), xi)
+        return {"jacobian_frobenius": jacobian, "input_gradient_norm": gradient}
+
+    return jax.tree.map(jnp.mean, jax.vmap(one)(x, y))
 
 
 def _input_gradient(apply, params, x, y):

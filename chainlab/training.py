@@ -1,9 +1,10 @@
-"""The jitted optax training loop every experiment shares.
+"""The jitted optax training loop every experiment shares, and its one step.
 
-``fit`` draws mini-batches, takes jitted optimizer steps, evaluates now and then, writes
-metrics, checkpoints with orbax and stops on a NaN. It is data parallel over every
-available device: the mesh has one axis, ``data``; the batch is sharded along it and the
-parameters and optimizer state are replicated, so XLA inserts the gradient all-reduce.
+:func:`make_step` is the one jitted optimizer step of the codebase. ``fit`` draws
+mini-batches, takes that step, evaluates now and then, writes metrics, checkpoints with
+orbax and stops on a NaN. It is data parallel over every available device: the mesh has
+one axis, ``data``; the batch is sharded along it and the parameters and optimizer
+state are replicated, so XLA inserts the gradient all-reduce.
 
 Determinism: batch ``s`` is a slice of the permutation ``default_rng([seed, epoch])``
 and its PRNG key is ``fold_in(key(seed), s)``, so a resumed run takes exactly the steps
@@ -29,6 +30,7 @@ from chainlab.compilation import compiles_with
 from chainlab.errors import ChainlabError
 from chainlab.losses import cross_entropy
 from chainlab.progress import progress
+from chainlab.validation import check_at_least
 
 __all__ = [
     "CallTime",
@@ -38,6 +40,7 @@ __all__ = [
     "data_mesh",
     "fit",
     "interleaved_median_ms",
+    "make_step",
     "maybe_initialize_distributed",
     "median_step_ms",
     "progress",
@@ -204,7 +207,62 @@ def _batch_indices(step: int, n: int, batch_size: int, seed: int) -> np.ndarray:
     return order[slot * batch_size : (slot + 1) * batch_size].astype(np.int32)
 
 
-def _make_step(
+def _update_fn(loss_fn: LossFn, optimizer: optax.GradientTransformation, has_aux: bool):
+    """The optimizer step of :func:`make_step`, not yet jitted (``fit`` wraps it)."""
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=has_aux)
+
+    def update(params, opt_state, batch, key):
+        value, grads = grad_fn(params, batch, key)
+        loss, aux = value if has_aux else (value, {})
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, {"loss": loss, **aux}
+
+    return update
+
+
+def _check_compiler_options(compiler_options: dict[str, Any] | None) -> None:
+    if compiler_options and not compiles_with(compiler_options):
+        raise ValueError(
+            f"compiler_options {compiler_options} are not accepted by this jaxlib's "
+            f"{jax.default_backend()} compiler (see chainlab.compilation)"
+        )
+
+
+def make_step(
+    loss_fn: LossFn,
+    optimizer: optax.GradientTransformation,
+    *,
+    has_aux: bool = False,
+    compiler_options: dict[str, Any] | None = None,
+) -> Callable[[Params, Any, Batch, jax.Array], tuple[Params, Any, dict]]:
+    """The jitted optimizer step ``(params, opt_state, batch, key) -> (params,
+    opt_state, metrics)``: one gradient of ``loss_fn`` and one ``optimizer`` update.
+
+    ``metrics`` is ``{"loss": loss}``, plus ``loss_fn``'s metrics with ``has_aux``.
+    :func:`fit` takes exactly this step, after gathering the batch on the device;
+    use this one to time a step or to write a loop of your own. ``loss_fn`` is
+    ``loss_fn(params, batch, key)`` as for :func:`fit` (e.g.
+    :func:`classification_loss` of an ``apply(params, x_batch)``: a Flax linen
+    ``module.apply``, or for Flax NNX ``graphdef, state = nnx.split(model)`` with
+    ``lambda s, x: nnx.merge(graphdef, s)(x)``). ``compiler_options`` go to
+    ``jax.jit``; options this jaxlib's compiler rejects raise ``ValueError``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax
+      >>> loss_fn = lambda w, batch, key: jnp.sum((batch * w - 1.0) ** 2)
+      >>> optimizer = optax.sgd(0.25)
+      >>> step = make_step(loss_fn, optimizer)
+      >>> w = jnp.zeros(2)
+      >>> w, state, metrics = step(w, optimizer.init(w), jnp.ones(2), None)
+      >>> w.tolist(), float(metrics["loss"])
+      ([0.5, 0.5], 2.0)
+    """
+    _check_compiler_options(compiler_options)
+    step = _update_fn(loss_fn, optimizer, has_aux)
+    return jax.jit(step, compiler_options=compiler_options)
+
+
+def _fit_step(
     loss_fn: LossFn,
     optimizer,
     has_aux: bool,
@@ -212,18 +270,14 @@ def _make_step(
     seed: int,
     compiler_options: dict[str, Any] | None,
 ):
+    """:func:`make_step` behind an on-device gather of the batch and its key."""
     base_key = jax.random.key(seed)
+    update = _update_fn(loss_fn, optimizer, has_aux)
 
     def step_fn(params, opt_state, data, indices, step):
         batch = jax.tree.map(lambda leaf: leaf[indices], data)
         batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
-        key = jax.random.fold_in(base_key, step)
-        grad_fn = jax.value_and_grad(loss_fn, has_aux=has_aux)
-        value, grads = grad_fn(params, batch, key)
-        loss, aux = value if has_aux else (value, {})
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        return params, opt_state, {"loss": loss, **aux}
+        return update(params, opt_state, batch, jax.random.fold_in(base_key, step))
 
     return jax.jit(step_fn, compiler_options=compiler_options)
 
@@ -320,10 +374,17 @@ def fit(
         ``compiler_options``), e.g. :func:`chainlab.compilation.eigen_matmul_options`.
 
     Raises:
-      ValueError: a bad argument (batch size, evaluation settings, checkpoints
+      TypeError: a count (steps, log_every, eval_every, checkpoint_every) that is
+        not an integer.
+      ValueError: a bad argument (steps or log_every below 1, batch size, evaluation
+        settings, checkpoints
         without a checkpoint_dir, compiler options the compiler rejects).
       TrainingDiverged: the loss became non-finite; the last good checkpoint is kept.
     """
+    check_at_least("steps", steps, 1)
+    check_at_least("log_every", log_every, 1)
+    check_at_least("eval_every", eval_every, 0)
+    check_at_least("checkpoint_every", checkpoint_every, 0)
     n = _dataset_size(data)
     if not 0 < batch_size <= n:
         raise ValueError(
@@ -340,18 +401,14 @@ def fit(
     if checkpoint_every and checkpoint_dir is None:
         raise ValueError("checkpoint_every needs a checkpoint_dir to write into")
     metrics_path = None if metrics_path is None else Path(metrics_path)
-    if compiler_options and not compiles_with(compiler_options):
-        raise ValueError(
-            f"compiler_options {compiler_options} are not accepted by this jaxlib's "
-            f"{jax.default_backend()} compiler (see chainlab.compilation)"
-        )
+    _check_compiler_options(compiler_options)
 
     replicated = NamedSharding(mesh, P())
     batch_sharding = NamedSharding(mesh, P("data"))
     data = jax.device_put(jax.tree.map(jnp.asarray, data), replicated)
     params = jax.device_put(params, replicated)
     opt_state = jax.device_put(optimizer.init(params), replicated)
-    step_fn = _make_step(
+    step_fn = _fit_step(
         loss_fn, optimizer, has_aux, batch_sharding, seed, compiler_options
     )
 

@@ -2,25 +2,21 @@
 
 1. For L = sum(cotangent * attention(q, k, v, tau)) the chain rule through the logits
    z = q k^T / tau gives dL/dtau = -(1/tau) sum_j z_j dL/dz_j
-   (``chainlab.attention.attention_tau_grad``). Across temperatures from ``tau_min`` to
-   ``tau_max`` it is compared, in float64, with ``jax.grad`` and with central finite
-   differences (taken in log tau, so the step is relative at every scale).
-2. A synthetic retrieval task: ``memory_size`` memory slots with random unit keys and
-   one-hot values; an input is a distorted, noisy copy of one key, x = mix @ key +
-   noise; the model reads q = normalize(W x) and attends to the keys with temperature
-   tau (cosine logits, as in CLIP; ``chainlab.layers.TemperatureAttention``), trained
-   with the Brier loss ||output - onehot(target)||^2. W and log tau are learned with
-   Adam (``chainlab.training.fit``), with the clip ``min_tau`` of
-   ``chainlab.attention.temperature_from_log`` as a safeguard; tau's trajectory is
-   plotted. The learned tau is checked against the minimiser of the training loss over
-   a tau grid with the final W held fixed, and the closed-form dL/dtau (with the
-   cotangent dL/d output from autodiff) is evaluated there.
-3. The same task without noise is separable: the loss then has no finite minimiser in
-   tau (lowering tau always sharpens correct retrievals; the loss profile over tau
-   falls all the way to the grid's lower end), yet the learned tau stalls, because its
-   gradient fades exponentially as the softmax saturates. Where a loss keeps
-   rewarding sharper logits, the drift continues: the reason learned logit scales are
-   clipped in practice (CLIP clips 1/tau at 100).
+   (``chainlab.attention.attention_tau_grad``), compared in float64 from ``tau_min``
+   to ``tau_max`` with ``jax.grad`` and central finite differences in log tau.
+2. Retrieval: ``memory_size`` slots with random unit keys and one-hot values; an input
+   is a distorted, noisy copy of one key, x = mix @ key + noise. The model reads
+   q = normalize(W x) and attends to the keys at temperature tau (cosine logits, as in
+   CLIP; ``chainlab.layers.TemperatureAttention``), trained with the Brier loss
+   (``chainlab.losses.brier``); W and log tau learned with Adam
+   (``chainlab.training.fit``), ``min_tau`` clipping tau. The learned tau is checked
+   against the minimiser of the training loss over a tau grid (final W fixed), where
+   the closed-form dL/dtau (cotangent from autodiff) is also evaluated.
+3. Without noise the task is separable: the loss has no finite minimiser in tau (its
+   profile falls to the grid's lower end), yet the learned tau stalls, because its
+   gradient fades exponentially as the softmax saturates. Where a loss keeps rewarding
+   sharper logits the drift continues: why learned logit scales are clipped in
+   practice (CLIP clips 1/tau at 100).
 """
 
 import flax.linen as nn
@@ -33,6 +29,7 @@ import optax
 from chainlab.attention import attention, attention_tau_grad, temperature_from_log
 from chainlab.gradcheck import numerical_grad
 from chainlab.layers import TemperatureAttention
+from chainlab.losses import brier
 from chainlab.runner.plotting import new_figure
 from chainlab.runner.workdir import Workdir
 from chainlab.training import fit
@@ -140,14 +137,13 @@ class _Task:
         return x, target
 
 
+def _mean_brier(output: jax.Array, target: jax.Array) -> jax.Array:
+    return jnp.mean(brier(output, target))
+
+
 def _queries(kernel: jax.Array, x: jax.Array) -> jax.Array:
     q = x @ kernel
     return q / jnp.linalg.norm(q, axis=-1, keepdims=True)
-
-
-def _brier(output: jax.Array, target: jax.Array) -> jax.Array:
-    onehot = jax.nn.one_hot(target, output.shape[-1], dtype=output.dtype)
-    return jnp.mean(jnp.sum(jnp.square(output - onehot), axis=-1))
 
 
 class _Reader(nn.Module):
@@ -163,36 +159,27 @@ class _Reader(nn.Module):
         return attend(_queries(kernel, x), keys, values)
 
 
-def _tau(params, min_tau: float | None) -> jax.Array:
-    return temperature_from_log(
-        params["params"]["attention"]["log_tau"], min_tau=min_tau
-    )
+def _train(config, workdir, task: _Task, name: str):
+    reader = _Reader(config.init_tau, config.min_tau)
 
+    def tau(params) -> jax.Array:
+        log_tau = params["params"]["attention"]["log_tau"]
+        return temperature_from_log(log_tau, min_tau=config.min_tau)
 
-def _train(config, workdir, task: _Task, min_tau: float | None, name: str):
-    reader = _Reader(config.init_tau, min_tau)
-
-    def predict(params, x):
-        return reader.apply(params, x, task.keys, task.values)
+    def metrics(params, batch) -> tuple[jax.Array, jax.Array]:
+        x, target = batch
+        output = reader.apply(params, x, task.keys, task.values)
+        accuracy = jnp.mean(jnp.argmax(output, axis=-1) == target)
+        return _mean_brier(output, target), accuracy
 
     def loss_fn(params, batch, key):
-        del key
-        x, target = batch
-        output = predict(params, x)
-        accuracy = jnp.mean(jnp.argmax(output, axis=-1) == target)
-        return _brier(output, target), {
-            "tau": _tau(params, min_tau),
-            "accuracy": accuracy,
-        }
+        loss, accuracy = metrics(params, batch)
+        return loss, {"tau": tau(params), "accuracy": accuracy}
 
     @jax.jit
     def evaluate(params):
-        x, target = task.test
-        output = predict(params, x)
-        return {
-            "test_loss": _brier(output, target),
-            "test_accuracy": jnp.mean(jnp.argmax(output, axis=-1) == target),
-        }
+        loss, accuracy = metrics(params, task.test)
+        return {"test_loss": loss, "test_accuracy": accuracy}
 
     schedule = optax.cosine_decay_schedule(config.learning_rate, config.steps, 0.05)
     result = fit(
@@ -219,7 +206,7 @@ def _train(config, workdir, task: _Task, min_tau: float | None, name: str):
     ]
     final = {k: float(v) for k, v in evaluate(result.params).items()}
     kernel = result.params["params"]["query"]
-    return kernel, np.asarray(trajectory), final, float(_tau(result.params, min_tau))
+    return kernel, np.asarray(trajectory), final, float(tau(result.params))
 
 
 def _tau_profile(task: _Task, kernel, grid: np.ndarray) -> np.ndarray:
@@ -233,7 +220,7 @@ def _tau_profile(task: _Task, kernel, grid: np.ndarray) -> np.ndarray:
         keys, values = task.keys.astype(jnp.float64), task.values.astype(jnp.float64)
 
         def train_loss(tau):
-            return _brier(attention(queries, keys, values, tau=tau), target)
+            return _mean_brier(attention(queries, keys, values, tau=tau), target)
 
         return np.asarray(jax.jit(jax.vmap(train_loss))(jnp.asarray(grid)))
 
@@ -243,7 +230,7 @@ def _dloss_dlog_tau(task: _Task, kernel, tau: float) -> float:
     x, target = task.train
     queries = _queries(kernel, x)
     output = attention(queries, task.keys, task.values, tau=tau)
-    cotangent = jax.grad(lambda out: _brier(out, target))(output)
+    cotangent = jax.grad(lambda out: _mean_brier(out, target))(output)
     return float(
         tau * attention_tau_grad(queries, task.keys, task.values, tau, cotangent)
     )
@@ -256,9 +243,7 @@ def learned_temperature(config: ml_collections.ConfigDict, workdir: Workdir) -> 
     results = {}
     for label, noise in (("noisy", config.noise), ("separable", 0.0)):
         task = _Task(config, noise)
-        kernel, runs[label], final, taus[label] = _train(
-            config, workdir, task, config.min_tau, label
-        )
+        kernel, runs[label], final, taus[label] = _train(config, workdir, task, label)
         curves[label] = _tau_profile(task, kernel, grid)
         prefix = "" if label == "noisy" else "separable_"
         results.update(
@@ -267,12 +252,12 @@ def learned_temperature(config: ml_collections.ConfigDict, workdir: Workdir) -> 
                 f"{prefix}final_accuracy": final["test_accuracy"],
                 f"{prefix}final_test_loss": final["test_loss"],
                 f"{prefix}tau_grid_optimum": float(grid[np.argmin(curves[label])]),
-                f"{prefix}dloss_dlog_tau_at_learned_tau": _dloss_dlog_tau(
-                    task, kernel, taus[label]
-                ),
-                f"{prefix}dloss_dlog_tau_at_init_tau": _dloss_dlog_tau(
-                    task, kernel, config.init_tau
-                ),
+                **{
+                    f"{prefix}dloss_dlog_tau_at_{at}_tau": _dloss_dlog_tau(
+                        task, kernel, tau
+                    )
+                    for at, tau in (("learned", taus[label]), ("init", config.init_tau))
+                },
             }
         )
     _learned_report(results, config, workdir)
@@ -288,12 +273,8 @@ def _learned_report(results: dict, config, workdir: Workdir) -> None:
     learned = (
         judged if config.judge_training_goals else {"info": f"{label}, not judged"}
     )
-    workdir.check(
-        "learned_tau",
-        results["learned_tau"],
-        **learned,
-        source="dL/dtau = 0 at the optimum",
-    )
+    source = "dL/dtau = 0 at the optimum"
+    workdir.check("learned_tau", results["learned_tau"], **learned, source=source)
     workdir.check(
         "final_accuracy",
         results["final_accuracy"],
@@ -334,19 +315,14 @@ def _trajectory_figure(runs, grid, curves, taus, config, workdir: Workdir) -> No
         axes[0].semilogy(path[:, 0], path[:, 1], color=f"C{i}", label=label)
         profile = axes[1 + i]
         profile.plot(grid, curves[label], color=f"C{i}")
-        profile.set_xscale("log")
-        if label == "separable":
-            profile.set_yscale("log")
-        profile.axvline(
-            taus[label], color=f"C{i}", ls="--", label=f"learned tau {taus[label]:.3g}"
-        )
-        profile.set_title(f"{label}: loss over tau, final W fixed")
-        profile.set_xlabel("tau")
-        profile.set_ylabel("training Brier loss")
+        learned = f"learned tau {taus[label]:.3g}"
+        profile.axvline(taus[label], color=f"C{i}", ls="--", label=learned)
+        profile.set(title=f"{label}: loss over tau, final W fixed", xscale="log")
+        profile.set(xlabel="tau", ylabel="training Brier loss")
+        profile.set_yscale("log" if label == "separable" else "linear")
         profile.legend()
     axes[0].axhline(config.min_tau, color="gray", ls=":", label="min_tau (clip)")
-    axes[0].set_title("learned tau during training")
-    axes[0].set_xlabel("step")
+    axes[0].set(title="learned tau during training", xlabel="step")
     axes[0].set_ylabel("tau (batch mean)")
     axes[0].legend()
     workdir.save_figure(

@@ -33,6 +33,7 @@ from chainlab.science.finance import (
     black_scholes,
     greeks,
     greeks_closed_form,
+    greeks_finite_differences,
     heat_residual,
     heat_transform,
     pde_residual,
@@ -128,24 +129,6 @@ def _residuals(config) -> dict:
     }
 
 
-@partial(jax.jit, static_argnames="kind")
-def _finite_differences(S, K, T, r, sigma, h, *, kind):
-    """Central differences of the price, relative step h in S and T, absolute in r and
-    sigma."""
-
-    def price(S=S, T=T, r=r, sigma=sigma):
-        return black_scholes(S, K, T, r, sigma, kind=kind)
-
-    dS = h * S
-    return {
-        "delta": (price(S=S + dS) - price(S=S - dS)) / (2 * dS),
-        "gamma": (price(S=S + dS) - 2 * price() + price(S=S - dS)) / dS**2,
-        "vega": (price(sigma=sigma + h) - price(sigma=sigma - h)) / (2 * h),
-        "theta": -(price(T=T + h * T) - price(T=T - h * T)) / (2 * h * T),
-        "rho": (price(r=r + h) - price(r=r - h)) / (2 * h),
-    }
-
-
 def _greek_errors(config):
     """Normwise relative errors of autodiff greeks vs closed form and vs FD.
 
@@ -159,7 +142,7 @@ def _greek_errors(config):
     for kind in KINDS:
         auto = greeks(S, K, T, r, sigma, kind=kind)
         closed = greeks_closed_form(S, K, T, r, sigma, kind=kind)
-        finite = _finite_differences(S, K, T, r, sigma, h, kind=kind)
+        finite = greeks_finite_differences(S, K, T, r, sigma, kind=kind, step=h)
         for name in GREEKS:
             scale = jnp.max(jnp.abs(closed[name]))
             gap = jnp.abs(auto[name] - closed[name])

@@ -28,7 +28,7 @@ from chainlab.runner.report import markdown_table
 from chainlab.runner.workdir import Workdir
 from chainlab.science import systems
 from chainlab.science.hamiltonian_network import field_loss, hamiltonian_field, rollout
-from chainlab.science.mechanics import energy_rate, integrate
+from chainlab.science.mechanics import energy_rate, integrate, relative_energy_error
 from chainlab.training import fit
 
 HAIRER = "Hairer, Lubich & Wanner, Geometric Numerical Integration, ch. I, IX"
@@ -70,9 +70,7 @@ def _energy_error(H, q0, p0, dt, steps, method, iterations):
     qs, ps = integrate(
         H, q0, p0, dt=dt, steps=steps, method=method, fixed_point_iterations=iterations
     )
-    energies = jax.vmap(H, in_axes=(0, 0, None))(qs, ps, 0.0)
-    error = jnp.abs(energies - energies[0]) / jnp.abs(energies[0])
-    return np.asarray(error), np.asarray(qs), np.asarray(ps)
+    return tuple(map(np.asarray, (relative_energy_error(H, qs, ps), qs, ps)))
 
 
 def _long_runs(config) -> dict:
@@ -111,14 +109,10 @@ def _driven(config):
     ts = dt * jnp.arange(steps + 1)
     energies = jax.vmap(H)(qs, ps, ts)
     rates = jax.vmap(lambda q, p, t: energy_rate(H, q, p, t))(qs, ps, ts)
-    return jax.device_get(
-        {
-            "t": ts,
-            "chain_rule": rates,
-            "explicit": jax.vmap(explicit)(qs, ps, ts),
-            "along_trajectory": (energies[2:] - energies[:-2]) / (2 * dt),
-        }
-    )
+    differences = (energies[2:] - energies[:-2]) / (2 * dt)
+    explicit = jax.vmap(explicit)(qs, ps, ts)
+    rates = dict(chain_rule=rates, explicit=explicit, along_trajectory=differences)
+    return jax.device_get({"t": ts, **rates})
 
 
 def _hamiltonian_network(config, workdir: Workdir) -> dict:
@@ -250,9 +244,7 @@ def _check_integrators(config, runs, orders, workdir) -> tuple[dict, dict]:
                 name, value, below=worst["euler"], label="Euler's", source=HAIRER
             )
         else:
-            text = {"euler": "grows without bound"}.get(
-                method, "small, slowly drifting"
-            )
+            text = "grows without bound" if method == "euler" else "small, drifting"
             workdir.check(name, value, info=text, source=HAIRER)
     return worst, drift, growth
 

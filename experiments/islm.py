@@ -35,6 +35,7 @@ from chainlab.science.economics import (
     ISLM_VARIABLES,
     aggregate_demand,
     comparative_statics,
+    equilibrium_shift,
     islm_curve,
     islm_residual,
     linear_islm,
@@ -110,21 +111,12 @@ def _analysis(config, theta) -> dict:
             "ad_slope_closed_form": closed_slope(x_star[0]),
             "ad_slope_finite_difference": (ad(P + step) - ad(P - step)) / (2 * step),
         }
-        moves = {}
-        for name, delta in shifts.items():
-            j = ISLM_PARAMETERS.index(name)
-            moves[name] = {
-                "delta": delta,
-                "x": solve_equilibrium(F, x_star, theta.at[j].add(delta)),
-                "predicted": x_star + dx[:, j] * delta,
-            }
-        return {
-            "x": x_star,
-            "dx": dx,
-            "slopes": slopes,
-            "shifts": moves,
-            "ad": ad(prices),
+        shift = partial(equilibrium_shift, F, x_star, theta)
+        moves = {
+            n: {"delta": d, **shift(index=ISLM_PARAMETERS.index(n), delta=d)._asdict()}
+            for n, d in shifts.items()
         }
+        return dict(x=x_star, dx=dx, slopes=slopes, shifts=moves, ad=ad(prices))
 
     @jax.jit
     def compute(theta):
@@ -235,23 +227,13 @@ def _check(workdir, config, analysis, lin, sweep_error):
         slope = analysis[economy]["slopes"]  # jit returns dicts with sorted keys
         ift, closed, fd = (slope[f"ad_slope_{k}"] for k in SLOPES)
         name = f"{economy}: dY/dP by IFT (jax.grad through the solver)"
-        check(
-            name,
-            ift,
-            close_to=closed,
-            rtol=CLOSED_FORM_RTOL,
-            label=label,
-            source=source,
-        )
+        tolerance = dict(rtol=CLOSED_FORM_RTOL, label=label, source=source)
+        check(name, ift, close_to=closed, **tolerance)
         name = f"{economy}: dY/dP by finite differences"
         check(name, fd, close_to=ift, rtol=FD_RTOL, label="IFT", source=DIFFERENCES)
+    error = _relative_error(lin["dx"], dx_closed)
     name = "dx*/dtheta vs Cramer's rule (max rel. error)"
-    check(
-        name,
-        _relative_error(lin["dx"], dx_closed),
-        at_most=CLOSED_FORM_RTOL,
-        source=IFT,
-    )
+    check(name, error, at_most=CLOSED_FORM_RTOL, source=IFT)
     for name, shift in lin["shifts"].items():
         check(
             f"equilibrium after {name} + {shift['delta']:g}",
@@ -272,12 +254,9 @@ def _run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
     sweep_error = _random_economies(config)
     _check(workdir, config, analysis, lin, sweep_error)
 
-    dx_closed = lin["closed_form"][1]
-    rows = [
-        [f"d{v}/d{p}", *(float(m[i, j]) for m in (lin["dx"], dx_closed, semi["dx"]))]
-        for i, v in enumerate(ISLM_VARIABLES)
-        for j, p in enumerate(ISLM_PARAMETERS)
-    ]
+    names = [f"d{v}/d{p}" for v in ISLM_VARIABLES for p in ISLM_PARAMETERS]
+    statics = [np.ravel(m) for m in (lin["dx"], lin["closed_form"][1], semi["dx"])]
+    rows = [[name, *values] for name, *values in zip(names, *statics, strict=True)]
     header = ["derivative", "IFT (linear)", "Cramer's rule", "IFT (semi-log)"]
     workdir.note(
         "Comparative statics at the baseline equilibrium, "
@@ -305,11 +284,7 @@ def _run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
         **linear_slopes,
         "ad_slope_units": "dY/dP at the baseline P",
         "ad_slope_dP_dY": 1.0 / linear_slopes["ad_slope_ift"],
-        "comparative_statics": {
-            f"d{v}/d{p}": float(lin["dx"][i, j])
-            for i, v in enumerate(ISLM_VARIABLES)
-            for j, p in enumerate(ISLM_PARAMETERS)
-        },
+        "comparative_statics": dict(zip(names, statics[0].tolist(), strict=True)),
         "shifts": to_json({name: analysis[name]["shifts"] for name in ECONOMIES}),
         "semilog": {
             "equilibrium": dict(zip(ISLM_VARIABLES, to_json(semi["x"]), strict=True)),

@@ -20,20 +20,13 @@ import ml_collections
 import numpy as np
 import optax
 
+from chainlab import regularizers as reg
 from chainlab import robustness
 from chainlab.compilation import eigen_matmul_options
 from chainlab.data import digits_for_classifier
 from chainlab.losses import cross_entropy
 from chainlab.models import MLP, ConvNet, dense_layers
-from chainlab.regularizers import (
-    OneHiddenLayer,
-    estimator_study,
-    estimator_variance,
-    input_gradient_norm,
-    jacobian_frobenius_sq,
-    jacobian_penalty,
-    one_hidden_layer_penalty_grad,
-)
+from chainlab.runner.figures import curve_panels
 from chainlab.runner.plotting import new_figure
 from chainlab.runner.report import make_check, markdown_table
 from chainlab.runner.workdir import Workdir
@@ -41,6 +34,7 @@ from chainlab.training import (
     classification_loss,
     fit,
     interleaved_median_ms,
+    make_step,
     median_step_ms,
 )
 from chainlab.validation import check_at_least
@@ -88,7 +82,7 @@ def _loss_fn(apply, mode, config, strength):
 
     def penalised(params, batch, key):
         x, y = batch
-        logits, r = jacobian_penalty(
+        logits, r = reg.jacobian_penalty(
             apply, params, x, key=key, return_outputs=True, **options
         )
         return jnp.mean(cross_entropy(logits, y)) + strength * r
@@ -96,18 +90,8 @@ def _loss_fn(apply, mode, config, strength):
     return penalised
 
 
-@partial(jax.jit, static_argnums=0)
-def _sensitivity(apply, params, x, y):
-    """Means over examples of ||J||_F (logits) and ||grad_x cross-entropy||."""
-
-    def one(xi, yi):
-        def logits(z):
-            return apply(params, z[None])[0]
-
-        jacobian = jnp.sqrt(jacobian_frobenius_sq(logits, xi))
-        return jacobian, input_gradient_norm(lambda z: cross_entropy(logits(z), yi), xi)
-
-    return jax.tree.map(jnp.mean, jax.vmap(one)(x, y))
+def _compiler_options(config) -> dict[str, str]:
+    return eigen_matmul_options() if config.eigen_matmuls else {}
 
 
 def _train_and_evaluate(config, model, split, mode, strength, seed, workdir):
@@ -127,7 +111,7 @@ def _train_and_evaluate(config, model, split, mode, strength, seed, workdir):
         **workdir.fit_options,
     ).params
     x, y = jnp.asarray(split.x_test), jnp.asarray(split.y_test)
-    jacobian, gradient = _sensitivity(model.apply, params, x, y)
+    sensitivity = robustness.sensitivity(model.apply, params, x, y)
     curves = robustness.accuracy_curves(
         model.apply,
         params,
@@ -142,8 +126,7 @@ def _train_and_evaluate(config, model, split, mode, strength, seed, workdir):
     )
     return params, {
         "test_accuracy": float(robustness.accuracy(model.apply, params, x, y)),
-        "jacobian_frobenius": float(jacobian),
-        "input_gradient_norm": float(gradient),
+        **{k: float(v) for k, v in sensitivity.items()},
         "noise_accuracy": curves["gaussian"][0],
         "gaussian": curves["gaussian"][1:],
         "fgsm": curves["fgsm"],
@@ -151,29 +134,19 @@ def _train_and_evaluate(config, model, split, mode, strength, seed, workdir):
     }
 
 
-def _compiler_options(config) -> dict[str, str]:
-    return eigen_matmul_options() if config.eigen_matmuls else {}
-
-
 def _step_times(config, model, split) -> dict:
     """Median ms of one jitted Adam step per mode, per round of interleaved turns."""
     batch = tuple(jnp.asarray(a[: config.batch_size]) for a in split[:2])
     params = model.init(jax.random.key(config.seed), batch[0][:1])
     optimizer = optax.adam(config.learning_rate)
-
-    def step(loss_fn, params, opt_state, batch, key):
-        grads = jax.grad(loss_fn)(params, batch, key)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state
-
-    jitted = jax.jit(step, static_argnums=0, compiler_options=_compiler_options(config))
     args = (params, optimizer.init(params), batch, jax.random.key(0))
-    calls = {
-        mode: partial(
-            jitted, _loss_fn(model.apply, mode, config, config.strength), *args
-        )
-        for mode in MODES
-    }
+    options = _compiler_options(config)
+
+    def call(mode):
+        loss_fn = _loss_fn(model.apply, mode, config, config.strength)
+        return partial(make_step(loss_fn, optimizer, compiler_options=options), *args)
+
+    calls = {mode: call(mode) for mode in MODES}
     rounds = [
         interleaved_median_ms(calls, config.timing_repeats, TIMING_BLOCK)
         for _ in range(TIMING_ROUNDS)
@@ -181,12 +154,12 @@ def _step_times(config, model, split) -> dict:
     times = {mode: np.asarray([r[mode].wall_ms for r in rounds]) for mode in MODES}
     # Ratios per round (both steps timed over the same stretch); the worst one counts.
     step_ratios = times["projection"] / times["none"]
-    per_mode = {
-        mode: {"step_ms": float(np.median(t)), "step_ms_rounds": t.tolist()}
-        for mode, t in times.items()
-    }
-    return per_mode | {
-        "compiler_options": _compiler_options(config),
+    return {
+        "per_mode": {
+            mode: {"step_ms": float(np.median(t)), "step_ms_rounds": t.tolist()}
+            for mode, t in times.items()
+        },
+        "compiler_options": options,
         "projection_over_plain_step": float(np.max(step_ratios)),
         "projection_over_plain_step_rounds": step_ratios.tolist(),
         "exact_over_plain_step": float(np.median(times["exact"] / times["none"])),
@@ -194,68 +167,37 @@ def _step_times(config, model, split) -> dict:
 
 
 def _estimator_study(config, model, params, x_test) -> dict:
-    """Moments of both estimators over many keys, per example and num_projections."""
+    """Both estimators' moments over many keys against their closed forms."""
     xs = jnp.asarray(x_test[: config.batch_size])
-
-    def logits(z):
-        return model.apply(params, z)
-
-    jacobians = jax.jit(jax.vmap(jax.jacrev(logits)))(xs)
-    exact = jnp.sum(jnp.square(jacobians), axis=(1, 2))
-    study = {"num_projections": list(config.variance_projections)}
-    # Relative std of one batch-mean penalty estimate with n_proj = 1 (closed form).
-    study["batch_relative_std"] = {}
+    study = {"batch_relative_std": {}}
     for method in ESTIMATORS:
-        variances = jax.vmap(partial(estimator_variance, method=method))(jacobians)
-        relative_std = jnp.sqrt(jnp.sum(variances)) / len(xs) / jnp.mean(exact)
-        study["batch_relative_std"][method] = float(relative_std)
-        moments = estimator_study(
-            logits,
+        std = reg.penalty_relative_std(model.apply, params, xs, method=method)
+        study["batch_relative_std"][method] = float(std)
+        study[method] = reg.estimator_study(
+            lambda z: model.apply(params, z),
             xs[: config.variance_examples],
             method=method,
             key=jax.random.key(config.seed + 20_000),
             num_draws=config.variance_keys,
             num_projections=config.variance_projections,
             chunk=config.variance_chunk,
-        )
-        study["exact"] = moments.exact.tolist()
-        study[method] = {
-            "mean": moments.mean.tolist(),
-            "variance": moments.variance.tolist(),
-            "relative_variance": moments.relative_variance().tolist(),
-            "predicted_relative_variance": moments.relative_variance(
-                predicted=True
-            ).tolist(),
-            "max_z": float(jnp.max(moments.z_score)),
-        }
-        if len(config.variance_projections) > 1:
-            study[method]["log_log_slope"] = moments.log_log_slope()
+        ).summary()
     return study
 
 
 def _closed_form_check(config, x_test) -> dict:
     """Mean dR/dparams of a one-hidden-layer tanh MLP: matrix calculus vs autodiff."""
-    model = MLP((config.closed_form_hidden, NUM_CLASSES))
-    init = model.init(jax.random.key(config.seed), jnp.asarray(x_test[:1]))
-
-    def autodiff(params, xs):
-        def penalty(p):
-            r = jax.vmap(partial(jacobian_frobenius_sq, partial(model.apply, p)))(xs)
-            return jnp.mean(r)
-
-        return OneHiddenLayer.from_layers(dense_layers(jax.grad(penalty)(params)))
-
-    def closed(params, xs):
-        net = OneHiddenLayer.from_layers(dense_layers(params))
-        _, grads = jax.vmap(partial(one_hidden_layer_penalty_grad, net))(xs)
-        return jax.tree.map(partial(jnp.mean, axis=0), grads)
-
+    init = MLP((config.closed_form_hidden, NUM_CLASSES)).init(
+        jax.random.key(config.seed), jnp.asarray(x_test[:1])
+    )
+    init = reg.OneHiddenLayer.from_layers(dense_layers(init))
+    grad = reg.one_hidden_layer_mean_penalty_grad
+    fns = {m: jax.jit(partial(grad, method=m)) for m in ("autodiff", "closed_form")}
     out = {}
     for dtype in CLOSED_FORM_TOL:
         with jax.enable_x64(dtype == "float64"):
             params = jax.tree.map(lambda a, dtype=dtype: a.astype(dtype), init)
             xs = jnp.asarray(x_test[: config.closed_form_examples], dtype)
-            fns = {"autodiff": jax.jit(autodiff), "closed_form": jax.jit(closed)}
             # GPUs multiply float32 in TF32 by default: compare at full precision.
             with jax.default_matmul_precision("highest"):
                 a, c = (fn(params, xs) for fn in fns.values())
@@ -274,85 +216,76 @@ def _closed_form_check(config, x_test) -> dict:
 
 
 def _figures(config, results, study, workdir) -> None:
-    figure, axes = new_figure(1, 3, size=(13.0, 3.8))
-    panels = (
-        ("gaussian", config.noise_sigmas, "Gaussian noise sigma"),
-        ("fgsm", config.attack_epsilons, "FGSM epsilon (L-inf)"),
-        ("pgd", config.attack_epsilons, f"PGD-{config.pgd_steps} epsilon (L-inf)"),
+    def by_mode(curve):
+        return {mode: results[mode][curve] for mode in MODES}
+
+    panels = [
+        ("Gaussian noise sigma", config.noise_sigmas, by_mode("gaussian")),
+        ("FGSM epsilon (L-inf)", config.attack_epsilons, by_mode("fgsm")),
+        (
+            f"PGD-{config.pgd_steps} epsilon (L-inf)",
+            config.attack_epsilons,
+            by_mode("pgd"),
+        ),
+    ]
+    figure = curve_panels(
+        panels, ylabel="test accuracy", ylim=(0, 1.02), legend_title="penalty"
     )
-    for ax, (curve, sizes, label) in zip(axes, panels, strict=True):
-        for mode in MODES:
-            ax.plot(sizes, results[mode][curve], marker="o", label=mode)
-        ax.set(xlabel=label, ylabel="test accuracy", ylim=(0, 1.02))
-    axes[0].legend(title="penalty")
+    caption = "Test accuracy against Gaussian input noise, FGSM and PGD (L-inf); "
     workdir.save_figure(
-        figure,
-        "robustness",
-        caption="Test accuracy against Gaussian input noise, FGSM and PGD (L-inf); "
-        "one curve per penalty.",
+        figure, "robustness", caption=caption + "one curve per penalty."
     )
     figure, (left, right) = new_figure(1, 2, size=(11.0, 4.0))
-    ns = study["num_projections"]
+    ns = study["projection"]["num_projections"]
     for method, color in zip(ESTIMATORS, ("C0", "C1"), strict=True):
-        mean = np.asarray(study[method]["mean"])[:, 0]
-        std = np.sqrt(np.asarray(study[method]["variance"])[:, 0])
+        moments = study[method]
+        mean = np.asarray(moments["mean"])[:, 0]
+        std = np.sqrt(np.asarray(moments["variance"])[:, 0])
         left.fill_between(ns, mean - std, mean + std, color=color, alpha=0.2)
         left.plot(ns, mean, marker="o", color=color, label=f"{method}: mean +- std")
-        right.loglog(ns, study[method]["relative_variance"], "o", color=color)
+        right.loglog(ns, moments["relative_variance"], "o", color=color)
+        label = f"{method}: empirical (dots), closed form (line)"
         right.loglog(
-            ns,
-            study[method]["predicted_relative_variance"],
-            "-",
-            color=color,
-            label=f"{method}: empirical (dots), closed form (line)",
+            ns, moments["predicted_relative_variance"], color=color, label=label
         )
-    left.axhline(study["exact"][0], color="k", linestyle="--", label="exact")
+    left.axhline(study["projection"]["exact"][0], color="k", ls="--", label="exact")
     left.set(xscale="log", xlabel="num_projections", ylabel="||J||_F^2, example 0")
     right.set(xlabel="num_projections", ylabel="Var[estimate] / exact^2")
-    for ax in (left, right):
-        ax.legend(fontsize=8)
-    workdir.save_figure(
-        figure,
-        "estimator_variance",
-        caption="Left: estimates of ||J||_F^2 (mean +- std over keys) against the "
-        "exact value. Right: variance relative to exact^2 vs num_projections.",
-    )
+    left.legend(fontsize=8), right.legend(fontsize=8)
+    caption = "Left: estimates of ||J||_F^2 (mean +- std over keys) against the exact "
+    caption += "value. Right: variance relative to exact^2 vs num_projections."
+    workdir.save_figure(figure, "estimator_variance", caption=caption)
 
 
 def _checks(config, results, study, closed, workdir) -> None:
     none, proj = results["none"], results["projection"]
-    step_goal = (
-        {"at_most": STEP_RATIO_TARGET}
-        if config.architecture == "mlp"  # the speed goal is set for the MLP
-        else {"info": "goal set for the MLP only"}
-    )
-    training_goals = [
-        (
-            "||J||_F reduction, none / projection (n_proj=1)",
+    speed = {"at_most": STEP_RATIO_TARGET}  # the speed goal is set for the MLP
+    if config.architecture != "mlp":
+        speed = {"info": "goal set for the MLP only"}
+    sigma = config.noise_sigma
+    goals = {  # name: measured, source, threshold
+        "||J||_F reduction, none / projection (n_proj=1)": (
             results["jacobian_reduction"],
             PAPER,
             {"at_least": REDUCTION_TARGET},
         ),
-        (
-            "clean accuracy drop with projection penalty (points)",
+        "clean accuracy drop with projection penalty (points)": (
             results["accuracy_drop_points"],
             PAPER,
             {"at_most": ACCURACY_DROP_TARGET},
         ),
-        (
-            f"projection step / plain step (worst of {TIMING_ROUNDS} rounds)",
+        f"projection step / plain step (worst of {TIMING_ROUNDS} rounds)": (
             results["projection_over_plain_step"],
             BENCHMARK,
-            step_goal,
+            speed,
         ),
-        (
-            f"accuracy gain under noise sigma={config.noise_sigma}, projection - none",
+        f"accuracy gain under noise sigma={sigma}, projection - none": (
             proj["noise_accuracy"] - none["noise_accuracy"],
             PAPER,
             {"above": 0.0},
         ),
-    ]
-    for name, measured, source, threshold in training_goals:
+    }
+    for name, (measured, source, threshold) in goals.items():
         if not config.judge_training_goals:  # judged at full length only
             target = make_check(name, measured, source=source, **threshold).target
             threshold = {"info": f"{target} at paper scale"}
@@ -382,15 +315,14 @@ def _checks(config, results, study, closed, workdir) -> None:
         source="E[C ||v^T J||^2] = E[||J u||^2] = ||J||_F^2",
         below=UNBIASED_SIGMAS,
     )
-    for method in ESTIMATORS:
-        if "log_log_slope" in study[method]:
-            workdir.check(
-                f"{method} variance vs num_projections, log-log slope",
-                study[method]["log_log_slope"],
-                source="Var ~ 1/n",
-                close_to=-1.0,
-                atol=SLOPE_TOL,
-            )
+    for method in (m for m in ESTIMATORS if "log_log_slope" in study[m]):
+        workdir.check(
+            f"{method} variance vs num_projections, log-log slope",
+            study[method]["log_log_slope"],
+            source="Var ~ 1/n",
+            close_to=-1.0,
+            atol=SLOPE_TOL,
+        )
 
 
 def _tables(config, results, study, closed, workdir) -> None:
@@ -404,9 +336,11 @@ def _tables(config, results, study, closed, workdir) -> None:
     rows = [[mode, *(results[mode][k] for k in columns.values())] for mode in MODES]
     workdir.note(markdown_table(["mode", *columns], rows))
     attacked = [i for i, e in enumerate(config.attack_epsilons) if e > 0]
-    header = ["mode", *(f"noise {s:g}" for s in config.noise_sigmas)]
-    for curve in ("FGSM", "PGD"):
-        header += [f"{curve} {config.attack_epsilons[i]:g}" for i in attacked]
+    header = ["mode", *(f"noise {s:g}" for s in config.noise_sigmas)] + [
+        f"{curve.upper()} {config.attack_epsilons[i]:g}"
+        for curve in ("fgsm", "pgd")
+        for i in attacked
+    ]
     rows = [
         [mode, *results[mode]["gaussian"]]
         + [results[mode][curve][i] for curve in ("fgsm", "pgd") for i in attacked]
@@ -415,29 +349,24 @@ def _tables(config, results, study, closed, workdir) -> None:
     workdir.note(
         "Test accuracy under perturbations:\n\n" + markdown_table(header, rows)
     )
+    header = ["dtype", "dW1", "db1", "dW2", "closed form ms", "autodiff ms"]
+    rows = [
+        [d, *c["relative_error"].values(), c["closed_form_ms"], c["autodiff_ms"]]
+        for d, c in closed.items()
+    ]
     workdir.note(
         "Closed form for f(x) = tanh(x W1 + b1) W2 + b2, weights (in, out) (hidden "
         f"{config.closed_form_hidden}, mean over {config.closed_form_examples} test "
-        "inputs; chainlab.regularizers.one_hidden_layer_penalty_grad), relative "
+        "inputs; chainlab.regularizers.one_hidden_layer_mean_penalty_grad), relative "
         "errors against reverse-over-reverse autodiff:\n\n"
-        + markdown_table(
-            ["dtype", "dW1", "db1", "dW2", "closed form ms", "autodiff ms"],
-            [
-                [
-                    d,
-                    *c["relative_error"].values(),
-                    c["closed_form_ms"],
-                    c["autodiff_ms"],
-                ]
-                for d, c in closed.items()
-            ],
-        )
+        + markdown_table(header, rows)
     )
     std = study["batch_relative_std"]
     workdir.note(
         f"Estimators on the unregularised model (exact ||J||_F^2 of test example 0: "
-        f"{study['exact'][0]:.4g}). Relative std of one batch-{config.batch_size} "
-        f"penalty estimate with n_proj = 1 (closed form): projection "
+        f"{study['projection']['exact'][0]:.4g}). Relative std of one batch-"
+        f"{config.batch_size} penalty estimate with n_proj = 1 (closed form, "
+        f"chainlab.regularizers.penalty_relative_std): projection "
         f"{std['projection']:.3g}, forward projection {std['forward_projection']:.3g}."
     )
     if "sweep" in results:
@@ -475,21 +404,23 @@ def run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
         for k in ("test_accuracy", "jacobian_frobenius"):
             results[mode][f"{k}_per_seed"] = [m[k] for m in per_seed]
     timing = _step_times(config, model, split)
+    per_mode = timing.pop("per_mode")
     for mode in MODES:
-        results[mode] |= timing.pop(mode)
+        results[mode] |= per_mode[mode]
     results |= timing
     none, proj = results["none"], results["projection"]
-    drop = none["test_accuracy"] - proj["test_accuracy"]
-    results["accuracy_drop_points"] = 100 * drop
-    reduction = none["jacobian_frobenius"] / proj["jacobian_frobenius"]
-    results["jacobian_reduction"] = reduction
+    results["accuracy_drop_points"] = 100 * (
+        none["test_accuracy"] - proj["test_accuracy"]
+    )
+    results["jacobian_reduction"] = (
+        none["jacobian_frobenius"] / proj["jacobian_frobenius"]
+    )
     results["noise_sigmas"] = list(config.noise_sigmas)
     results["attack_epsilons"] = list(config.attack_epsilons)
     reference = runs[("none", 0.0, seeds[0])][0]
     study = _estimator_study(config, model, reference, split.x_test)
     results["estimator_variance"] = study
-    closed = _closed_form_check(config, split.x_test)
-    results["closed_form"] = closed
+    closed = results["closed_form"] = _closed_form_check(config, split.x_test)
     if config.sweep_strengths:
         results["sweep"] = {"strengths": list(config.sweep_strengths)}
         for method in MODES[1:]:

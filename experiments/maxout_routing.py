@@ -25,31 +25,32 @@ import ml_collections
 import numpy as np
 import optax
 
+from chainlab import models
 from chainlab.activations import relu
 from chainlab.data import digits_for_classifier
 from chainlab.layers import routed_gradient
 from chainlab.losses import cross_entropy
-from chainlab.models import MLP, MaxoutMLP, maxout_routings
+from chainlab.normalization import per_example_grads
 from chainlab.runner.plotting import new_figure
 from chainlab.runner.workdir import Workdir
 from chainlab.training import classification_loss, fit
-from chainlab.validation import check_at_least
+from chainlab.validation import check_at_least, check_in_range
 
 SOURCE = "Goodfellow et al. 2013; chain rule through max"
 ACCURACY_TARGET = 0.95
 
 
-def _per_sample_grads(model: MaxoutMLP, params, x, y):
-    def loss(params, xi, yi):
-        return cross_entropy(model.apply(params, xi[None]), yi[None])[0]
+def _per_sample_grads(model: models.MaxoutMLP, params, x, y):
+    def losses(params, batch):
+        return cross_entropy(model.apply(params, batch[0]), batch[1])
 
-    return jax.vmap(jax.grad(loss), in_axes=(None, 0, 0))(params, x, y)["params"]
+    return per_example_grads(losses, params, (x, y), method="vmap")["params"]
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def analyse(model: MaxoutMLP, params, x, y) -> dict[str, jax.Array]:
+def analyse(model: models.MaxoutMLP, params, x, y) -> dict[str, jax.Array]:
     """Gradient routing in every layer; layer 0's ties against ``jnp.max``'s rule."""
-    _, routings = maxout_routings(model, params, x)
+    _, routings = models.maxout_routings(model, params, x)
     grads = _per_sample_grads(model, params, x, y)
     routed = [
         routed_gradient(grads[f"maxout_{i}"], routing.winner)
@@ -84,22 +85,7 @@ def analyse(model: MaxoutMLP, params, x, y) -> dict[str, jax.Array]:
     }
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def win_fractions(model: MaxoutMLP, params, x: jax.Array) -> list[jax.Array]:
-    """Per layer, ``(k, d_out)``: the fraction of samples each piece wins."""
-    _, routings = maxout_routings(model, params, x)
-    return [
-        jnp.mean(jax.nn.one_hot(r.winner, model.pieces, axis=1), 0) for r in routings
-    ]
-
-
-def _duplicate_piece_zero(params):
-    """Copy piece 0 into piece 1 of every maxout layer: an exact tie between them."""
-    layers = dict(params["params"])
-    for name, layer in layers.items():
-        if name.startswith("maxout_"):
-            layers[name] = jax.tree.map(lambda a: a.at[1].set(a[0]), layer)
-    return {"params": layers}
+win_fractions = jax.jit(models.maxout_win_fractions, static_argnums=0)
 
 
 def _accuracy(logits: jax.Array, y: jax.Array) -> float:
@@ -108,15 +94,13 @@ def _accuracy(logits: jax.Array, y: jax.Array) -> float:
 
 def _validate(config: ml_collections.ConfigDict) -> None:
     check_at_least("pieces", config.pieces, 2)  # maxout of one piece is linear
-    if not config.hidden or min(config.hidden) < 1:
-        raise ValueError(
-            f"hidden must be a non-empty tuple of widths >= 1, got {config.hidden}"
-        )
-    if not 1 <= config.routing_samples <= 360:
-        raise ValueError(
-            "routing_samples must be in 1..360 (test digits), got "
-            f"{config.routing_samples}"
-        )
+    check_at_least("number of hidden layers", len(config.hidden), 1)
+    for width in config.hidden:
+        check_at_least("hidden width", width, 1)
+    # Per-sample gradients of the first routing_samples of the 360 test digits.
+    check_in_range(
+        "routing_samples", config.routing_samples, 1, 360, high_inclusive=True
+    )
 
 
 def _train(model, params, data, config, workdir, name, eval_fn=None):
@@ -167,7 +151,7 @@ def _figure(history: list[dict], final_wins: list[np.ndarray], pieces: int):
 def run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
     _validate(config)
     data = digits_for_classifier()
-    model = MaxoutMLP(tuple(config.hidden), config.pieces, num_outputs=10)
+    model = models.MaxoutMLP(tuple(config.hidden), config.pieces, num_outputs=10)
     params = model.init(jax.random.key(config.seed), data.x_train[:1])
     apply = jax.jit(model.apply)
 
@@ -198,7 +182,7 @@ def run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
     final = [r for r in history if r["split"] == "eval"][-1]
     routing = jax.tree.map(np.asarray, analyse(model, params, xs, ys))
     ties = jax.tree.map(
-        np.asarray, analyse(model, _duplicate_piece_zero(params), xs, ys)
+        np.asarray, analyse(model, models.tie_maxout_pieces(model, params), xs, ys)
     )
     blank = jax.tree.map(np.asarray, blank)
 
@@ -226,7 +210,7 @@ def run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
         "dead_pieces_final": final["dead_pieces"],
     }
     if config.reference_mlp:
-        reference = MLP((*config.hidden, 10), activation=relu)
+        reference = models.MLP((*config.hidden, 10), activation=relu)
         mlp = reference.init(jax.random.key(config.seed), data.x_train[:1])
         mlp = _train(
             reference,

@@ -1,30 +1,24 @@
 """Batch norm couples the samples of a batch; instance and layer norm do not.
 
-Three questions, answered numerically (float64 unless stated):
+Three questions, answered numerically (float64 unless stated), the maths in
+``chainlab.normalization``:
 
-1. Cross-sample Jacobian. For one input batch ``x (N, L, C)`` and each layer, the
-   blocks ``J[a, b] = d y[a] / d x[b]`` from ``chainlab.normalization.
-   cross_sample_jacobian`` (``jax.jacrev``). The off-diagonal blocks (a != b) are
-   the coupling: their Frobenius norm is the headline figure, and batch norm's blocks
-   are compared with the closed form ``scale / s * (delta - 1/M - xhat xhat^T / M)``
-   (M = N * L positions per channel). A heatmap shows every block norm.
-2. Batch-norm gradient identities. For any upstream gradient g = dL/dy, the input
-   gradient sums to zero over the batch, and it is orthogonal to the normalized input
-   xhat when eps = 0 (with eps > 0 the inner product is
-   ``scale / s * eps / (var + eps) * <g, xhat>``, also checked). Random draws, in
-   float32 and float64.
-3. Per-example gradients of a small model x -> Dense -> norm -> tanh -> Dense with a
-   squared error, in three ways: ``jax.jacrev`` of the vector of per-sample losses (row
-   i = d loss_i / d theta, the in-context gradient); ``vmap(grad)`` over single
-   examples (each a batch of one); and ``vmap(grad)`` with the batch statistics
-   shared through ``axis_name`` (as Flax's ``BatchNorm(axis_name=...)``). For layer
-   norm all three agree and sum to the batch gradient. For batch norm a batch of one
-   normalizes every hidden unit to exactly 0, so the first layer gets no gradient at
-   all; with ``axis_name`` the rows sum to the batch gradient but are a different
-   split of it (row i collects the gradient flowing through sample i's input, from
-   every sample's loss), so per-example clipping or importance weighting of those
-   rows is not per-example in the usual sense. The in-context gradient of one sample
-   also changes when another sample changes.
+1. Cross-sample Jacobian. For one batch ``x (N, L, C)`` and each layer, the blocks
+   ``J[a, b] = d y[a] / d x[b]`` by ``jax.jacrev`` (``cross_sample_jacobian``). The
+   off-diagonal blocks (a != b) are the coupling: their Frobenius norm is the headline
+   figure; batch norm's blocks are compared with the closed form
+   (``batch_norm_jacobian``). A heatmap shows every block norm.
+2. Batch-norm gradient identities (``batch_norm_grad_identities``): for any upstream
+   gradient the input gradient sums to zero over the batch and is orthogonal to xhat
+   when eps = 0 (for eps > 0 the inner product has a closed form, also checked).
+   Random draws, in float32 and float64.
+3. Per-example gradients of x -> Dense -> norm -> tanh -> Dense with a squared error,
+   three ways (``per_example_grads``): ``jacrev`` of the per-sample losses (the
+   in-context gradient), ``vmap(grad)`` over batches of one, and ``vmap(grad)`` with
+   the statistics shared through ``axis_name``. For layer norm all three agree. For
+   batch norm a batch of one normalizes to exactly 0 (no first-layer gradient), and
+   the ``axis_name`` rows sum to the batch gradient but split it by input path, so
+   per-example clipping or weighting of them is not per-example in the usual sense.
 """
 
 import functools
@@ -37,11 +31,13 @@ from jax.flatten_util import ravel_pytree
 
 from chainlab.normalization import (
     batch_norm,
-    batch_norm_stats,
+    batch_norm_grad_identities,
+    batch_norm_jacobian,
     cross_sample_block_norms,
     cross_sample_jacobian,
     instance_norm,
     layer_norm,
+    per_example_grads,
 )
 from chainlab.runner.plotting import new_figure
 from chainlab.runner.report import markdown_table
@@ -72,26 +68,10 @@ def _input(key: jax.Array, shape: tuple[int, ...], dtype) -> jax.Array:
 
 
 def _affine(key: jax.Array, channels: int, dtype) -> tuple[jax.Array, jax.Array]:
+    """Per-channel (scale, offset), scale in [0.5, 2]."""
     ks, ko = jax.random.split(key)
-    return (
-        jax.random.uniform(ks, (channels,), dtype, 0.5, 2.0),
-        jax.random.normal(ko, (channels,), dtype),
-    )
-
-
-def _batch_norm_jacobian_closed_form(x: np.ndarray, scale, eps: float) -> np.ndarray:
-    """J[a, b, l, c, l', c'] for x (N, L, C): per channel, positions m = (a, l)."""
-    n, length, channels = x.shape
-    flat = x.reshape(n * length, channels)
-    mean = flat.mean(axis=0)
-    s = np.sqrt(((flat - mean) ** 2).mean(axis=0) + eps)
-    xhat = (flat - mean) / s
-    m = n * length
-    inner = np.eye(m)[:, :, None] - 1.0 / m - xhat[:, None, :] * xhat[None, :, :] / m
-    per_channel = inner * (np.asarray(scale) / s)[None, None, :]  # (M, M, C)
-    jac = np.einsum("pqc,cd->pcqd", per_channel, np.eye(channels))  # delta(c, c')
-    jac = jac.reshape(n, length, channels, n, length, channels)
-    return jac.transpose(0, 3, 1, 2, 4, 5)
+    scale = jax.random.uniform(ks, (channels,), dtype, 0.5, 2.0)
+    return scale, jax.random.normal(ko, (channels,), dtype)
 
 
 def coupling(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
@@ -113,9 +93,9 @@ def coupling(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
             [name, f"{cross:.4g}", f"{diagonal:.4g}", f"{cross / diagonal:.3g}"]
         )
         if name == "batch_norm":
-            want = _batch_norm_jacobian_closed_form(np.asarray(x), scale, config.eps)
+            want = batch_norm_jacobian(x, scale, eps=config.eps)
             results["batch_norm_jacobian_closed_form_max_abs_error"] = float(
-                np.max(np.abs(np.asarray(jac) - want))
+                jnp.max(jnp.abs(jac - want))
             )
     header = ["layer", "off-diagonal (a != b)", "diagonal (a = b)", "ratio"]
     workdir.note(
@@ -123,18 +103,16 @@ def coupling(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
         f"{config.eps}): Frobenius norm of all off-diagonal blocks d y[a] / d x[b], "
         "a != b, against the diagonal blocks.\n\n" + markdown_table(header, rows)
     )
-    check = functools.partial(workdir.check, source=SOURCE)
-    check(
-        "batch_norm_cross_sample_norm", results["batch_norm_cross_sample_norm"], above=0
-    )
-    for name in ("instance_norm", "layer_norm"):
-        check(
-            f"{name}_cross_sample_norm",
-            results[f"{name}_cross_sample_norm"],
-            equals=0.0,
-        )
-    key = "batch_norm_jacobian_closed_form_max_abs_error"
-    check(key, results[key], at_most=F64_TOL, label="float64")
+    for key, expected in (
+        ("batch_norm_cross_sample_norm", {"above": 0}),
+        ("instance_norm_cross_sample_norm", {"equals": 0.0}),
+        ("layer_norm_cross_sample_norm", {"equals": 0.0}),
+        (
+            "batch_norm_jacobian_closed_form_max_abs_error",
+            {"at_most": F64_TOL, "label": "float64"},
+        ),
+    ):
+        workdir.check(key, results[key], **expected, source=SOURCE)
     _heatmap(block_norms, workdir)
     return results
 
@@ -162,38 +140,23 @@ def _heatmap(block_norms: dict[str, np.ndarray], workdir: Workdir) -> None:
 def identities(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
     """Batch-norm input gradients sum to 0 and are orthogonal to xhat (eps = 0)."""
     shape = (config.batch_size, config.spatial, config.channels)
-    axes = (0, 1)
     results = {}
     for dtype, tol in ((jnp.float32, F32_TOL), (jnp.float64, F64_TOL)):
         label = jnp.dtype(dtype).name
 
         @jax.jit
-        def trial(key, eps, dtype=dtype):
-            kx, kg, ka = jax.random.split(key, 3)
-            x = _input(kx, shape, dtype)
-            g = jax.random.normal(kg, shape, dtype)
-            scale, offset = _affine(ka, shape[-1], dtype)
-            _, pullback = jax.vjp(lambda x: batch_norm(x, scale, offset, eps=eps), x)
-            (grad,) = pullback(g)
-            mean, var = batch_norm_stats(x)
-            lead = (1, 1, shape[-1])
-            s = jnp.sqrt(var + eps)
-            xhat = (x - mean.reshape(lead)) / s.reshape(lead)
-            # Net sum relative to the total mass of the gradient, per channel.
-            sum_rel = jnp.abs(jnp.sum(grad, axes)) / jnp.sum(jnp.abs(grad), axes)
-            inner = jnp.sum(grad * xhat, axes)
-            norms = jnp.sqrt(jnp.sum(grad**2, axes) * jnp.sum(xhat**2, axes))
-            predicted = scale / s * eps / (var + eps) * jnp.sum(g * xhat, axes)
-            formula_rel = jnp.abs(inner - predicted) / norms
-            return (
-                jnp.max(sum_rel),
-                jnp.max(jnp.abs(inner) / norms),
-                jnp.max(formula_rel),
-            )
+        def worst(keys, eps, dtype=dtype):  # maxima over draws and channels
+            def trial(draw):
+                kx, kg, ka = jax.random.split(draw, 3)
+                g = jax.random.normal(kg, shape, dtype)
+                scale, _ = _affine(ka, shape[-1], dtype)
+                x = _input(kx, shape, dtype)
+                return jnp.stack(batch_norm_grad_identities(x, scale, g, eps=eps))
+
+            return jnp.max(jax.vmap(trial)(keys), axis=(0, 2))
 
         keys = jax.random.split(jax.random.key(config.seed + 1), config.identity_trials)
-        exact = np.max(np.stack([trial(k, 0.0) for k in keys]), axis=0)
-        with_eps = np.max(np.stack([trial(k, config.eps) for k in keys]), axis=0)
+        exact, with_eps = (np.asarray(worst(keys, eps)) for eps in (0.0, config.eps))
         results[f"batch_norm_grad_sum_rel_{label}"] = float(max(exact[0], with_eps[0]))
         results[f"batch_norm_grad_xhat_cosine_eps0_{label}"] = float(exact[1])
         results[f"batch_norm_grad_xhat_cosine_eps_{label}"] = float(with_eps[1])
@@ -217,31 +180,26 @@ def identities(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
 
 
 def _init_model(key: jax.Array, config: ml_collections.ConfigDict) -> dict:
+    """Weights (in, out) with unit-variance fan-in scaling; biases 0."""
     k1, k2, k3 = jax.random.split(key, 3)
-    d, h = config.in_features, config.hidden
-    scale, offset = _affine(k3, h, jnp.float64)
-    w1 = jax.random.normal(k1, (d, h), jnp.float64) / np.sqrt(d)
-    w2 = jax.random.normal(k2, (h,), jnp.float64) / np.sqrt(h)
-    zeros = jnp.zeros((h,), jnp.float64)
-    return {
-        "w1": w1,
-        "b1": zeros,
-        "scale": scale,
-        "offset": offset,
-        "w2": w2,
-        "b2": 0.0,
-    }
+    d, h, f64 = config.in_features, config.hidden, jnp.float64
+    scale, offset = _affine(k3, h, f64)
+    w1 = jax.random.normal(k1, (d, h), f64) / np.sqrt(d)
+    w2 = jax.random.normal(k2, (h,), f64) / np.sqrt(h)
+    b1 = jnp.zeros((h,), f64)
+    return {"w1": w1, "b1": b1, "scale": scale, "offset": offset, "w2": w2, "b2": 0.0}
 
 
-def _predict(params, x, norm: str, eps: float, axis_name: str | None = None):
-    """x (B, D) -> (B,), or x (D,) -> () inside vmap with axis_name."""
-    h = x @ params["w1"] + params["b1"].reshape((1,) * (x.ndim - 1) + (-1,))
+def _losses(params, batch, *, norm: str, eps: float, axis_name: str | None = None):
+    """Per-example squared errors (B,) of x (B, D) -> Dense -> norm -> tanh -> Dense."""
+    x, y = batch
+    h = x @ params["w1"] + params["b1"][None, :]
     affine = (params["scale"], params["offset"])
     if norm == "batch_norm":
         h = batch_norm(h, *affine, eps=eps, axis_name=axis_name)
     else:
         h = layer_norm(h, *affine, eps=eps)
-    return jnp.tanh(h) @ params["w2"] + params["b2"]
+    return 0.5 * jnp.square(jnp.tanh(h) @ params["w2"] + params["b2"] - y)
 
 
 _PER_EXAMPLE_COLUMNS = {
@@ -268,42 +226,45 @@ _PER_EXAMPLE_EXPECTED = [
 ]
 
 
+def _rel(a, b) -> jax.Array:
+    return jnp.linalg.norm(a - b) / jnp.linalg.norm(b)
+
+
+def _flat(grads):
+    """Per-example gradients (pytree, leading axis B) as rows (B, P)."""
+    return jax.vmap(lambda tree: ravel_pytree(tree)[0])(grads)
+
+
 @functools.partial(jax.jit, static_argnames=("norm", "eps"))
 def _decompositions(params, x, y, nudge, *, norm: str, eps: float):
-    """Per-example gradient rows (B, P) three ways, their targets, first-layer norms."""
-
-    def losses(params, x):
-        return 0.5 * jnp.square(_predict(params, x, norm, eps) - y)
-
-    def alone(params, xi, yi):  # one example as a batch of one, xi (1, D)
-        return 0.5 * jnp.sum(jnp.square(_predict(params, xi, norm, eps) - yi))
-
-    def named(params, xi, yi):  # one example xi (D,), statistics via axis_name
-        return 0.5 * jnp.square(_predict(params, xi, norm, eps, axis_name="batch") - yi)
-
+    """One layer's row of the table, and each method's first-layer row norms."""
+    losses = functools.partial(_losses, norm=norm, eps=eps)
+    shared = functools.partial(losses, axis_name="batch")
     grads = {
-        "jacrev": jax.jacrev(losses)(params, x),
-        "vmap alone": jax.vmap(jax.grad(alone), in_axes=(None, 0, 0))(
-            params, x[:, None, :], y[:, None]
+        "jacrev": per_example_grads(losses, params, (x, y)),
+        "vmap alone": per_example_grads(losses, params, (x, y), method="vmap"),
+        "vmap axis_name": per_example_grads(
+            shared, params, (x, y), method="vmap", axis_name="batch"
         ),
-        "vmap axis_name": jax.vmap(
-            jax.grad(named), in_axes=(None, 0, 0), axis_name="batch"
-        )(params, x, y),
-        "moved": jax.jacrev(losses)(params, x.at[1].add(nudge)),  # x[1] nudged
     }
-    rows = {k: jax.vmap(lambda t: ravel_pytree(t)[0])(g) for k, g in grads.items()}
-    batch_grad = ravel_pytree(jax.grad(lambda p: jnp.sum(losses(p, x)))(params))[0]
-    first = {
-        k: jnp.linalg.norm(g["w1"].reshape(len(x), -1), axis=1)
-        for k, g in grads.items()
+    alone_grads = grads["vmap alone"]
+    grads["moved"] = per_example_grads(losses, params, (x.at[1].add(nudge), y))
+    jacrev, alone, named, moved = (_flat(g) for g in grads.values())
+    batch_grad = ravel_pytree(jax.grad(lambda p: jnp.sum(losses(p, (x, y))))(params))[0]
+    first_layer = jnp.concatenate(
+        [alone_grads["w1"].ravel(), alone_grads["b1"].ravel()]
+    )
+    row = {
+        "jacrev_sum_rel_error": _rel(jacrev.sum(0), batch_grad),
+        "vmap_alone_sum_rel_error": _rel(alone.sum(0), batch_grad),
+        "vmap_axis_name_sum_rel_error": _rel(named.sum(0), batch_grad),
+        "vmap_alone_vs_jacrev_rel_diff": _rel(alone, jacrev),
+        "vmap_axis_name_vs_jacrev_rel_diff": _rel(named, jacrev),
+        "vmap_alone_first_layer_grad_max_abs": jnp.abs(first_layer).max(),
+        "other_sample_sensitivity": _rel(moved[0], jacrev[0]),  # x[1] nudged
     }
-    alone = grads["vmap alone"]
-    first_max = jnp.maximum(jnp.abs(alone["w1"]).max(), jnp.abs(alone["b1"]).max())
-    return rows, batch_grad, first, first_max
-
-
-def _rel(a, b) -> float:
-    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+    del grads["moved"]
+    return row, {k: jnp.linalg.norm(g["w1"], axis=(1, 2)) for k, g in grads.items()}
 
 
 def per_example(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
@@ -316,32 +277,16 @@ def per_example(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
     nudge = 0.5 * jax.random.normal(keys[3], (d,), jnp.float64)
     results, first_layer = {}, {}
     for norm in ("batch_norm", "layer_norm"):
-        rows, batch_grad, first, first_max = jax.device_get(
+        row, first_layer[norm] = jax.device_get(
             _decompositions(params, x, y, nudge, norm=norm, eps=config.eps)
         )
-        jacrev, alone, named = (
-            rows["jacrev"],
-            rows["vmap alone"],
-            rows["vmap axis_name"],
-        )
-        results[norm] = {
-            "jacrev_sum_rel_error": _rel(jacrev.sum(0), batch_grad),
-            "vmap_alone_sum_rel_error": _rel(alone.sum(0), batch_grad),
-            "vmap_axis_name_sum_rel_error": _rel(named.sum(0), batch_grad),
-            "vmap_alone_vs_jacrev_rel_diff": _rel(alone, jacrev),
-            "vmap_axis_name_vs_jacrev_rel_diff": _rel(named, jacrev),
-            "vmap_alone_first_layer_grad_max_abs": float(first_max),
-            "other_sample_sensitivity": _rel(rows["moved"][0], jacrev[0]),
-        }
-        first_layer[norm] = {k: v for k, v in first.items() if k != "moved"}
+        results[norm] = {key: float(value) for key, value in row.items()}
     _per_example_report(results, config, workdir)
     _per_example_figure(first_layer, workdir)
     return {"per_example": results}
 
 
-def _per_example_report(
-    results: dict, config: ml_collections.ConfigDict, workdir: Workdir
-) -> None:
+def _per_example_report(results: dict, config, workdir: Workdir) -> None:
     rows = [
         [norm, *(f"{row[key]:.3g}" for key in _PER_EXAMPLE_COLUMNS)]
         for norm, row in results.items()
@@ -354,8 +299,8 @@ def _per_example_report(
         "\n\n" + markdown_table(["layer", *_PER_EXAMPLE_COLUMNS.values()], rows)
     )
     for norm, key, kind, threshold in _PER_EXAMPLE_EXPECTED:
-        check = {kind: threshold}
-        workdir.check(f"{norm}_{key}", results[norm][key], **check, source=CHAIN_RULE)
+        value = results[norm][key]
+        workdir.check(f"{norm}_{key}", value, **{kind: threshold}, source=CHAIN_RULE)
 
 
 def _per_example_figure(first_layer: dict, workdir: Workdir) -> None:

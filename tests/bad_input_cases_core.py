@@ -208,6 +208,36 @@ LOSSES = [
         TypeError,
         "labels must have a integer dtype",
     ),
+    Case(
+        "brier labels shape",
+        lambda: losses.brier(np.ones((2, 3)), np.zeros(3, np.int32)),
+        ValueError,
+        r"targets must have shape \(2,\)",
+    ),
+    Case(
+        "brier target probabilities shape",
+        lambda: losses.brier(np.ones((2, 3)), np.ones((2, 2))),
+        ValueError,
+        r"targets must have shape \(2, 3\)",
+    ),
+    Case(
+        "brier scalar predictions",
+        lambda: losses.brier(np.ones(()), np.zeros((), np.int32)),
+        ValueError,
+        "predictions must have shape",
+    ),
+    Case(
+        "brier complex predictions",
+        lambda: losses.brier(np.ones((2, 3), np.complex64), np.zeros(2, np.int32)),
+        TypeError,
+        "predictions must be real",
+    ),
+    Case(
+        "brier complex targets",
+        lambda: losses.brier(np.ones((2, 3)), np.ones((2, 3), np.complex64)),
+        TypeError,
+        "targets must be real",
+    ),
 ]
 
 ATTENTION = [
@@ -295,7 +325,75 @@ ATTENTION = [
 ]
 
 X43 = jnp.ones((4, 3))
+
+
+def _per_example_losses(w, x):
+    return x @ w
+
+
 NORMALIZATION = [
+    *_values(
+        "batch_norm_jacobian eps<0",
+        lambda e: norm.batch_norm_jacobian(X43, ONES, eps=e),
+        "eps",
+        ">= 0",
+    ),
+    Case(
+        "batch_norm_jacobian rank 1",
+        lambda: norm.batch_norm_jacobian(ONES, ONES),
+        ValueError,
+        "x must have shape",
+    ),
+    Case(
+        "batch_norm_jacobian scale shape",
+        lambda: norm.batch_norm_jacobian(X43, jnp.ones(2)),
+        ValueError,
+        r"scale must have shape \(3,\)",
+    ),
+    *_values(
+        "batch_norm_grad_identities eps<0",
+        lambda e: norm.batch_norm_grad_identities(X43, ONES, X43, eps=e),
+        "eps",
+        ">= 0",
+    ),
+    Case(
+        "batch_norm_grad_identities cotangent shape",
+        lambda: norm.batch_norm_grad_identities(X43, ONES, jnp.ones((3, 3))),
+        ValueError,
+        r"cotangent must have shape \(4, 3\)",
+    ),
+    Case(
+        "per_example_grads method",
+        lambda: norm.per_example_grads(_per_example_losses, ONES, X43, method="pmap"),
+        ValueError,
+        "method must be one of 'jacrev', 'vmap'; got 'pmap'",
+    ),
+    Case(
+        "per_example_grads axis_name with jacrev",
+        lambda: norm.per_example_grads(_per_example_losses, ONES, X43, axis_name="b"),
+        ValueError,
+        "axis_name is for method='vmap' only",
+    ),
+    Case(
+        "per_example_grads empty batch",
+        lambda: norm.per_example_grads(_per_example_losses, ONES, {}),
+        ValueError,
+        "batch must hold arrays with one common leading axis",
+    ),
+    Case(
+        "per_example_grads leading axes differ",
+        lambda: norm.per_example_grads(
+            lambda w, b: b[0] @ w, ONES, (X43, jnp.ones((3, 3)))
+        ),
+        ValueError,
+        r"batch must hold arrays with one common leading axis, got shapes",
+    ),
+    Case(
+        "per_example_grads scalar loss",
+        lambda: norm.per_example_grads(lambda w, x: jnp.sum(x @ w), ONES, X43),
+        ValueError,
+        r"loss_fn\(params, batch\) must have shape \(4,\)",
+    ),
     *_values(
         "batch_norm eps<0",
         lambda e: norm.batch_norm(X43, ONES, ZEROS, eps=e),
@@ -563,6 +661,18 @@ ATTRIBUTION = [
 ]
 
 GRADCHECK = [
+    Case(
+        "derivatives_by_mode vector f",
+        lambda: gradcheck.derivatives_by_mode(jnp.sin, X3),
+        ValueError,
+        r"f must return a scalar, got shape \(3,\)",
+    ),
+    Case(
+        "derivatives_by_mode complex x",
+        lambda: gradcheck.derivatives_by_mode(jnp.sin, 1j),
+        TypeError,
+        "x must be real",
+    ),
     Case(
         "numerical_jacobian method",
         lambda: gradcheck.numerical_jacobian(jnp.sin, X3, method="sideways"),

@@ -1,9 +1,11 @@
 """Bad inputs for the science functions of the library (see ``test_bad_inputs.py``)."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from bad_input_case import Case
 
+from chainlab import attribution, models
 from chainlab.science import economics, finance, hamiltonian_network, mechanics
 from chainlab.science import systems as sy
 
@@ -87,12 +89,25 @@ def mankiw(x, theta):
     return economics.islm_residual(MANKIW, x, theta)
 
 
+MANKIW_THETA = (100.0, 100.0, 1000.0, 2.0)
 CLOSED_FORM = dict(
     c0=200.0, c=0.75, i0=200.0, b=25.0, k=1.0, h=100.0, G=100.0, T=100.0, M=1e3, P=2.0
 )
 SPRING_FIELD = hamiltonian_network.hamiltonian_field(
     lambda w, x: w * jnp.sum(x**2, axis=-1)
 )
+
+X2 = jnp.array([2.0, 3.0])
+
+
+def _product(z):
+    return z[0] * z[1]
+
+
+def _maxout():
+    model = models.MaxoutMLP((5,), pieces=3, num_outputs=2)
+    return model, model.init(jax.random.key(0), jnp.zeros((1, 4)))
+
 
 CASES: list[Case] = [
     *_option_cases(),
@@ -377,5 +392,157 @@ CASES: list[Case] = [
         lambda: economics.semilog_ad_slope(1e3, -2.0, c=0.75, b=25.0, eta=0.1),
         ValueError,
         "P must be > 0",
+    ),
+    Case(
+        "equilibrium_shift index out of range",
+        lambda: economics.equilibrium_shift(
+            mankiw,
+            jnp.array([1100.0, 6.0]),
+            jnp.array(MANKIW_THETA),
+            index=4,
+            delta=1.0,
+        ),
+        ValueError,
+        "index must be in -4..3",
+    ),
+    Case(
+        "equilibrium_shift x rank",
+        lambda: economics.equilibrium_shift(
+            mankiw, jnp.ones((2, 1)), jnp.array(MANKIW_THETA), index=0, delta=1.0
+        ),
+        ValueError,
+        "x must have rank 1",
+    ),
+    Case(
+        "relative_energy_error qs scalar",
+        lambda: mechanics.relative_energy_error(sy.oscillator, 1.0, 0.0),
+        ValueError,
+        "qs must have a leading axis of states",
+    ),
+    Case(
+        "relative_energy_error ps shape",
+        lambda: mechanics.relative_energy_error(
+            sy.oscillator, jnp.ones((3, 2)), jnp.ones((3, 1))
+        ),
+        ValueError,
+        "qs and ps must have the same shape",
+    ),
+    Case(
+        "relative_energy_error ts length",
+        lambda: mechanics.relative_energy_error(
+            sy.oscillator, jnp.ones(3), jnp.ones(3), jnp.arange(4.0)
+        ),
+        ValueError,
+        r"ts must have shape \(3,\)",
+    ),
+    Case(
+        "greeks_finite_differences sigma=0",
+        lambda: finance.greeks_finite_differences(**{**OPTION, "sigma": 0.0}),
+        ValueError,
+        "sigma must be > 0",
+    ),
+    Case(
+        "greeks_finite_differences step=0",
+        lambda: finance.greeks_finite_differences(**OPTION, step=0.0),
+        ValueError,
+        "step must be > 0",
+    ),
+    Case(
+        "greeks_finite_differences step=1",
+        lambda: finance.greeks_finite_differences(**OPTION, step=1.0),
+        ValueError,
+        r"step must be in \[0, 1\)",
+    ),
+    Case(
+        "greeks_finite_differences step >= sigma",
+        lambda: finance.greeks_finite_differences(**OPTION, step=0.5),
+        ValueError,
+        "sigma - step must be > 0",
+    ),
+    Case(
+        "greeks_finite_differences kind",
+        lambda: finance.greeks_finite_differences(**OPTION, kind="straddle"),
+        ValueError,
+        "kind must be one of 'call', 'put'",
+    ),
+    # Maxout networks: piece statistics and ties.
+    Case(
+        "maxout_win_fractions x rank",
+        lambda: models.maxout_win_fractions(*_maxout(), jnp.ones(4)),
+        ValueError,
+        "x must have rank 2",
+    ),
+    Case(
+        "tie_maxout_pieces source out of range",
+        lambda: models.tie_maxout_pieces(*_maxout(), source=3),
+        ValueError,
+        "source must be one of 0, 1, 2",
+    ),
+    Case(
+        "tie_maxout_pieces target == source",
+        lambda: models.tie_maxout_pieces(*_maxout(), source=1, target=1),
+        ValueError,
+        "target must be one of 0, 2",
+    ),
+    # The attribution convergence and faithfulness summaries.
+    Case(
+        "completeness_errors steps=()",
+        lambda: attribution.completeness_errors(_product, X2, steps=()),
+        ValueError,
+        "steps must name at least one step count",
+    ),
+    Case(
+        "completeness_errors steps=(0,)",
+        lambda: attribution.completeness_errors(_product, X2, steps=(4, 0)),
+        ValueError,
+        "steps must be an integer >= 1",
+    ),
+    Case(
+        "completeness_errors trapezoid steps=(1,)",
+        lambda: attribution.completeness_errors(
+            _product, X2, steps=(1,), method="riemann_trapezoid"
+        ),
+        ValueError,
+        "steps must be an integer >= 2",
+    ),
+    Case(
+        "completeness_errors method",
+        lambda: attribution.completeness_errors(
+            _product, X2, steps=(4,), method="simpson"
+        ),
+        ValueError,
+        "method must be one of",
+    ),
+    Case(
+        "completeness_errors vector f",
+        lambda: attribution.completeness_errors(lambda z: z, X2, steps=(4,)),
+        ValueError,
+        "f must return a scalar",
+    ),
+    Case(
+        "completeness_errors baseline shape",
+        lambda: attribution.completeness_errors(
+            _product, X2, steps=(4,), baseline=jnp.zeros(3)
+        ),
+        ValueError,
+        r"baseline must have shape \(2,\)",
+    ),
+    Case(
+        "deletion_area scalar",
+        lambda: attribution.deletion_area(jnp.asarray(1.0)),
+        ValueError,
+        "curve must have shape",
+    ),
+    Case(
+        "deletion_area one point",
+        lambda: attribution.deletion_area(jnp.ones((3, 1))),
+        ValueError,
+        r"n >= 2 points, got \(3, 1\)",
+    ),
+    Case(
+        "deletion_area complex",
+        lambda: attribution.deletion_area(jnp.ones(3, jnp.complex64)),
+        TypeError,
+        "curve must be real",
     ),
 ]

@@ -338,4 +338,117 @@ FIT = [
     ),
 ]
 
-CASES: list[Case] = [*REGULARIZERS, *ROBUSTNESS, *FIT]
+STEP = [
+    Case(
+        "make_step unknown compiler option",
+        lambda: training.make_step(
+            training.classification_loss(_linear),
+            optax.sgd(0.1),
+            compiler_options={"xla_no_such_option": "1"},
+        ),
+        ValueError,
+        "compiler_options .* are not accepted",
+    ),
+    Case(
+        "fit steps=0",
+        lambda: _fit(steps=0),
+        ValueError,
+        "steps must be an integer >= 1",
+    ),
+    Case(
+        "fit steps=2.5", lambda: _fit(steps=2.5), TypeError, "steps must be an integer"
+    ),
+    Case(
+        "fit log_every=0",
+        lambda: _fit(log_every=0),
+        ValueError,
+        "log_every must be an integer >= 1",
+    ),
+    Case(
+        "fit eval_every=-1",
+        lambda: _fit(eval_every=-1),
+        ValueError,
+        "eval_every must be an integer >= 0",
+    ),
+    Case(
+        "fit checkpoint_every=-1",
+        lambda: _fit(checkpoint_every=-1),
+        ValueError,
+        "checkpoint_every must be an integer >= 0",
+    ),
+]
+
+STUDIES = [
+    Case(
+        "penalty_relative_std method=hutchinson",
+        lambda: regularizers.penalty_relative_std(_linear, W, X, method="hutchinson"),
+        ValueError,
+        "method must be one of",
+    ),
+    Case(
+        "penalty_relative_std num_projections=0",
+        lambda: regularizers.penalty_relative_std(
+            _linear, W, X, method="projection", num_projections=0
+        ),
+        ValueError,
+        "num_projections must be an integer >= 1",
+    ),
+    Case(
+        "penalty_relative_std x without batch axis",
+        lambda: regularizers.penalty_relative_std(
+            _linear, W, jnp.ones(()), method="projection"
+        ),
+        ValueError,
+        "x needs a leading batch axis",
+    ),
+    Case(
+        "penalty_relative_std complex x",
+        lambda: regularizers.penalty_relative_std(
+            _linear, W, jnp.ones((4, 3), jnp.complex64), method="projection"
+        ),
+        TypeError,
+        "x must be real",
+    ),
+    Case(
+        "one_hidden_layer_mean_penalty_grad method=finite_differences",
+        lambda: regularizers.one_hidden_layer_mean_penalty_grad(
+            _net(), X, method="finite_differences"
+        ),
+        ValueError,
+        "method must be one of 'closed_form', 'autodiff'",
+    ),
+    Case(
+        "one_hidden_layer_mean_penalty_grad one input without batch axis",
+        lambda: regularizers.one_hidden_layer_mean_penalty_grad(_net(), X[0]),
+        ValueError,
+        r"xs must have rank 2, got shape \(3,\)",
+    ),
+    Case(
+        "one_hidden_layer_mean_penalty_grad inputs of the wrong width",
+        lambda: regularizers.one_hidden_layer_mean_penalty_grad(
+            _net(), jnp.ones((4, 5)), method="autodiff"
+        ),
+        ValueError,
+        r"x must have shape \(3,\), got \(5,\)",
+    ),
+    Case(
+        "one_hidden_layer_mean_penalty_grad mismatched b1",
+        lambda: regularizers.one_hidden_layer_mean_penalty_grad(_net(b1=(3,)), X),
+        ValueError,
+        r"b1 must have shape \(4,\), got \(3,\)",
+    ),
+    Case(
+        "sensitivity labels of another batch size",
+        lambda: robustness.sensitivity(_linear, W, X, jnp.zeros(3, jnp.int32)),
+        ValueError,
+        r"y must have shape \(4,\), got \(3,\)",
+    ),
+    Case(
+        "sensitivity float labels",
+        lambda: robustness.sensitivity(_linear, W, X, jnp.zeros(4)),
+        TypeError,
+        "y must have a integer dtype",
+    ),
+]
+
+CASES: list[Case] = [*REGULARIZERS, *ROBUSTNESS, *FIT, *STEP, *STUDIES]

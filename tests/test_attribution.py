@@ -1,5 +1,6 @@
 """Tests for chainlab.attribution: quadrature rules, completeness, baselines, paths."""
 
+import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -435,3 +436,85 @@ def test_deletion_curve():
         lambda z: f(z.ravel()), x.reshape(2, 2), ig.reshape(2, 2)
     )
     np.testing.assert_allclose(square, curve, rtol=EXACT32)
+
+
+def test_completeness_errors_known_answers():
+    def f(z):
+        return z[0] * z[1]
+
+    x = jnp.array([2.0, 3.0])  # f(x) - f(0) = 6
+    # The integrand is linear in alpha: the true trapezoid rule is exact from 2 nodes,
+    # Captum's weights (sum (n - 1) / n) miss by 1 / n; right Riemann errs by 1 / n.
+    trapezoid = attr.completeness_errors(f, x, steps=(2, 4), method="riemann_trapezoid")
+    np.testing.assert_allclose(trapezoid.rel_error, [0.0, 0.0], atol=EXACT32)
+    np.testing.assert_allclose(trapezoid.rel_error_captum, [0.5, 0.25], rtol=EXACT32)
+    right = attr.completeness_errors(f, x, steps=(1, 4), method="riemann_right")
+    np.testing.assert_allclose(right.rel_error, [1.0, 0.25], rtol=EXACT32)
+    chex.assert_trees_all_close(right.rel_error_captum, right.rel_error)
+
+
+def test_completeness_errors_agree_with_completeness_delta(key):
+    model, params = _network(key, (5, 8, 3))
+
+    def f(z):
+        return model.apply(params, z)[1]
+
+    x, baseline = jax.random.normal(key, (2, 5))
+    steps = (1, 3, 9)
+    errors = attr.completeness_errors(
+        f, x, steps=steps, baseline=baseline, method="riemann_left"
+    )
+    expected = [
+        attr.completeness_delta(
+            f,
+            x,
+            attr.integrated_gradients(
+                f, x, baseline=baseline, steps=n, method="riemann_left"
+            ),
+            baseline=baseline,
+            relative=True,
+        )
+        for n in steps
+    ]
+    chex.assert_trees_all_close(errors.rel_error, jnp.stack(expected), rtol=REORDER32)
+
+
+def test_deletion_area():
+    curve = jnp.array([6.0, 3.0, 1.0, 0.0])
+    np.testing.assert_allclose(attr.deletion_area(curve), 7.0 / 3.0, rtol=EXACT32)
+    curves = jax.random.uniform(jax.random.key(1), (3, 2, 9))
+    expected = np.trapezoid(np.asarray(curves), np.linspace(0, 1, 9), axis=-1)
+    np.testing.assert_allclose(attr.deletion_area(curves), expected, rtol=EXACT32)
+    # A constant score has its value as area; a score gone at once has half a step.
+    assert float(attr.deletion_area(jnp.ones(5))) == pytest.approx(1.0)
+    assert float(attr.deletion_area(jnp.array([1.0, 0.0, 0.0]))) == pytest.approx(0.25)
+
+
+def test_batched_attribution_compiles_once(key):
+    """The batched path (IG, its completeness errors, deletion curves and their areas)
+    is one program: new images, labels and parameters of the same shapes reuse it."""
+    model, _ = _network(key, (5, 8, 3))
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def explain(params, xs, ys):
+        def one(x, y):
+            def logit(z):
+                return model.apply(params, z)[y]
+
+            ig = attr.integrated_gradients(logit, x, steps=8)
+            probability = lambda z: jax.nn.softmax(model.apply(params, z))[y]  # noqa: E731
+            curve = attr.deletion_curve(probability, x, ig)
+            errors = attr.completeness_errors(logit, x, steps=(2, 8))
+            return ig, attr.deletion_area(curve), errors.rel_error
+
+        return jax.vmap(one)(xs, ys)
+
+    for i in range(3):
+        k_params, k_x = jax.random.split(jax.random.fold_in(key, i))
+        params = model.init(k_params, jnp.zeros(5))
+        xs = jax.random.normal(k_x, (4, 5))
+        ig, area, errors = explain(params, xs, jnp.arange(4) % 3)
+        assert ig.shape == (4, 5) and area.shape == (4,) and errors.shape == (4, 2)
+        assert bool(jnp.all((area >= 0) & (area <= 1)))
+        assert float(errors[:, 1].max()) < 1e-3  # 8-node Gauss-Legendre converged

@@ -15,10 +15,10 @@ def test_quick_variant_end_to_end(tmp_path):
     # The textbook option: call 10.4506, put 5.5735.
     assert round(saved["price_closed_form"]["call"], 4) == 10.4506
     assert round(saved["price_closed_form"]["put"], 4) == 5.5735
-    # Quick grid (400 x 100): error ~6e-4, second order.
+    # Quick grid (200 x 50): error ~3e-3, second order.
     for kind in ("call", "put"):
         assert saved["price_heat_equation"][kind] == pytest.approx(
-            saved["price_closed_form"][kind], abs=2e-3
+            saved["price_closed_form"][kind], abs=5e-3
         )
     convergence = saved["convergence"]
     errors = convergence["max_abs_error"]

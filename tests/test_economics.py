@@ -13,6 +13,7 @@ from chainlab.science.economics import (
     ISLM_VARIABLES,
     aggregate_demand,
     comparative_statics,
+    equilibrium_shift,
     islm_curve,
     islm_residual,
     linear_islm,
@@ -223,3 +224,20 @@ def test_is_and_lm_curves_cross_at_the_equilibrium(x64):
     np.testing.assert_allclose(IS, 1700.0 - 100.0 * r, rtol=EXACT_RTOL)
     np.testing.assert_allclose(LM, 500.0 + 100.0 * r, rtol=EXACT_RTOL)
     np.testing.assert_allclose(IS[1], LM[1], rtol=EXACT_RTOL)  # at r = 6
+
+
+def test_equilibrium_shift_exact_when_linear_second_order_otherwise(x64):
+    theta = jnp.asarray(MANKIW_THETA)
+    linear = partial(islm_residual, linear_islm(**MANKIW))
+    x = solve_equilibrium(linear, jnp.zeros(2), theta)
+    shift = equilibrium_shift(linear, x, theta, index=2, delta=100.0)  # M + 100
+    np.testing.assert_allclose(shift.x, shift.predicted, rtol=EXACT_RTOL)
+    np.testing.assert_allclose(shift.x[0], 1100.0 + 0.25 * 100.0, rtol=EXACT_RTOL)
+    semilog = partial(islm_residual, semilog_islm(**SEMILOG))
+    x = solve_equilibrium(semilog, x, theta)
+    gaps = [
+        np.abs(np.subtract(*equilibrium_shift(semilog, x, theta, index=0, delta=d)))
+        for d in (20.0, 10.0)
+    ]
+    # Halving delta divides the first-order prediction's miss by 4.
+    np.testing.assert_allclose(gaps[0] / gaps[1], 4.0, rtol=0.05)

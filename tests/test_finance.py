@@ -15,6 +15,7 @@ from chainlab.science.finance import (
     black_scholes,
     greeks,
     greeks_closed_form,
+    greeks_finite_differences,
     heat_residual,
     heat_transform,
     pde_residual,
@@ -103,22 +104,11 @@ def test_greeks_match_closed_form(x64, kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_greeks_match_finite_differences(x64, kind):
-    def price(S=SPOTS, T=EXPIRY, r=RATE, sigma=VOL):
-        return black_scholes(S, STRIKE, T, r, sigma, kind=kind)
-
-    def central(**point):
-        ((name, (value, h)),) = point.items()
-        return (price(**{name: value + h}) - price(**{name: value - h})) / (2 * h)
-
-    h_S = FD_STEP * SPOTS
     auto = greeks(SPOTS, STRIKE, EXPIRY, RATE, VOL, kind=kind)
-    finite = {
-        "delta": central(S=(SPOTS, h_S)),
-        "gamma": (price(S=SPOTS + h_S) - 2 * price() + price(S=SPOTS - h_S)) / h_S**2,
-        "vega": central(sigma=(VOL, FD_STEP)),
-        "theta": -central(T=(EXPIRY, FD_STEP * EXPIRY)),
-        "rho": central(r=(RATE, FD_STEP)),
-    }
+    finite = greeks_finite_differences(
+        SPOTS, STRIKE, EXPIRY, RATE, VOL, kind=kind, step=FD_STEP
+    )
+    assert list(finite) == list(GREEKS)
     for name, value in finite.items():
         gamma = name == "gamma"
         np.testing.assert_allclose(

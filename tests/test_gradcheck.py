@@ -7,7 +7,9 @@ import pytest
 
 from chainlab.activations import elu, relu
 from chainlab.gradcheck import (
+    MODES,
     compare_rules,
+    derivatives_by_mode,
     max_abs_error,
     max_rel_error,
     numerical_grad,
@@ -132,3 +134,31 @@ def test_compare_rules_reports_forward_mode_failure_of_custom_vjp(key):
     reverse_only.defvjp(lambda x: (jnp.sin(x), x), lambda x, g: (jnp.cos(x) * g,))
     with pytest.raises(TypeError, match="forward-mode"):
         compare_rules(reverse_only, jnp.sin, jnp.ones(2), key=key)
+
+
+def test_derivatives_by_mode_agree_for_a_custom_jvp_rule():
+    # ELU with alpha = 0.5, left convention at 0: f'(0) = alpha and f''(0) = alpha.
+    outcomes = derivatives_by_mode(lambda x: elu(x, 0.5, side="left"), 0.0)
+    assert tuple(outcomes) == MODES
+    assert all(outcome.error is None for outcome in outcomes.values())
+    first = ("grad", "jvp", "jacfwd", "jacrev")
+    assert [float(outcomes[m].value) for m in first] == [0.5] * 4
+    second = ("hessian", "jacfwd(grad)", "jacrev(grad)")
+    assert [float(outcomes[m].value) for m in second] == [0.5] * 3
+
+
+def test_derivatives_by_mode_records_the_modes_a_custom_vjp_lacks():
+    @jax.custom_vjp
+    def reverse_only(x):
+        return jnp.sin(x)
+
+    reverse_only.defvjp(lambda x: (jnp.sin(x), x), lambda x, g: (jnp.cos(x) * g,))
+    outcomes = derivatives_by_mode(lambda x: jnp.sum(reverse_only(x)), jnp.zeros(2))
+    failing = {mode for mode, outcome in outcomes.items() if outcome.error}
+    # Forward over reverse differentiates the backward rule, ordinary JAX code.
+    assert failing == {"jvp", "jacfwd"}
+    assert outcomes["jvp"].value is None
+    assert outcomes["jvp"].error.startswith("TypeError: ")
+    assert "forward-mode" in outcomes["jvp"].error and "\n" not in outcomes["jvp"].error
+    np.testing.assert_array_equal(outcomes["grad"].value, jnp.ones(2))
+    np.testing.assert_array_equal(outcomes["hessian"].value, jnp.zeros((2, 2)))

@@ -540,3 +540,37 @@ def test_cross_entropy_jit_vmap_and_out_of_range_labels():
     )
     bad = jax.jit(losses.cross_entropy)(logits, jnp.asarray([2, -1]))
     assert np.isnan(bad).all()
+
+
+# ----------------------------------------------------------------------------- Brier
+
+
+def test_brier_matches_hand_reference_and_optax():
+    probs = jax.nn.softmax(jax.random.normal(jax.random.key(1), (4, 3)))
+    labels = jnp.array([0, 2, 1, 2])
+    onehot = jax.nn.one_hot(labels, 3)
+    want = np.sum((np.asarray(probs) - np.asarray(onehot)) ** 2, axis=-1)
+    got = losses.brier(probs, labels)
+    assert got.shape == (4,)
+    np.testing.assert_allclose(got, want, rtol=F32_SUM_RTOL)
+    np.testing.assert_allclose(losses.brier(probs, onehot), want, rtol=F32_SUM_RTOL)
+    optax_sum = optax.losses.squared_error(probs, onehot).sum(-1)
+    np.testing.assert_allclose(got, optax_sum, rtol=F32_SUM_RTOL)
+    # Hand value: (0.75 - 1)^2 + 0.25^2 = 0.125; a perfect forecast scores 0, the
+    # worst one 2.
+    assert float(losses.brier(jnp.array([0.75, 0.25]), 0)) == 0.125
+    assert float(losses.brier(jnp.array([0.0, 1.0]), 1)) == 0.0
+    assert float(losses.brier(jnp.array([0.0, 1.0]), 0)) == 2.0
+
+
+def test_brier_gradient_jit_vmap_and_out_of_range_labels():
+    probs = jnp.array([[0.2, 0.5, 0.3], [0.6, 0.3, 0.1]])
+    labels = jnp.array([1, 0])
+    loss = jax.jit(lambda p, y: jnp.sum(losses.brier(p, y)))
+    grad = jax.grad(loss)(probs, labels)
+    np.testing.assert_allclose(grad, 2 * (probs - jax.nn.one_hot(labels, 3)), rtol=1e-6)
+    per_row = jax.vmap(losses.brier)(probs, labels)
+    np.testing.assert_allclose(per_row, losses.brier(probs, labels), rtol=F32_RTOL)
+    # A label outside [0, C) is NaN, under jit too (one_hot alone would give 0s).
+    outside = jax.jit(losses.brier)(probs, jnp.array([3, -1]))
+    assert bool(jnp.all(jnp.isnan(outside)))

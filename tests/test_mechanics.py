@@ -12,6 +12,7 @@ from chainlab.science.mechanics import (
     energy_rate,
     integrate,
     odeint,
+    relative_energy_error,
     rk4_step,
     vector_field,
 )
@@ -290,3 +291,25 @@ def test_one_rk4_serves_integrate_and_odeint(x64):
     chex.assert_trees_all_close((qs, ps), ys, atol=1e-15)
     one = rk4_step(lambda y, t: vector_field(pendulum, *y, t), (1.0, 0.3), 0.0, 0.1)
     chex.assert_trees_all_close(one, (qs[1], ps[1]), atol=1e-15)
+
+
+def test_relative_energy_error_with_one_time_or_many(x64):
+    dt, steps = 0.01, 50
+    qs, ps = integrate(
+        oscillator,
+        jnp.array([1.0]),
+        jnp.array([0.0]),
+        dt=dt,
+        steps=steps,
+        method="euler",
+    )
+    expected = (1 + dt**2) ** jnp.arange(steps + 1) - 1  # Euler's energy gain
+    error = relative_energy_error(oscillator, qs, ps)
+    chex.assert_trees_all_close(error, expected, rtol=1e-10, atol=1e-15)
+
+    def driven(q, p, t):  # H_n = (1 + t_n) H_0 when the state stands still
+        return (1.0 + t) * oscillator(q, p, t)
+
+    still = jnp.ones((4, 1))
+    ts = jnp.arange(4.0)
+    chex.assert_trees_all_close(relative_energy_error(driven, still, still, ts), ts)

@@ -5,7 +5,15 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from chainlab.models import MLP, ConvNet, dense_layers
+from chainlab.models import (
+    MLP,
+    ConvNet,
+    MaxoutMLP,
+    dense_layers,
+    maxout_routings,
+    maxout_win_fractions,
+    tie_maxout_pieces,
+)
 from chainlab.regularizers import jacobian_penalty
 
 
@@ -67,3 +75,37 @@ def test_dense_layers_refuses_parameters_of_another_network(key):
     params = ConvNet((4,), 3).init(key, jnp.zeros((1, 64)))
     with pytest.raises(ValueError, match="must be an MLP's parameters"):
         dense_layers(params)
+
+
+@pytest.fixture(scope="module")
+def maxout():
+    model = MaxoutMLP((6, 5), pieces=3, num_outputs=2)
+    params = model.init(jax.random.key(0), jnp.zeros((1, 4)))
+    return model, params, jax.random.normal(jax.random.key(1), (9, 4))
+
+
+def test_maxout_win_fractions_count_the_routed_winners(maxout):
+    model, params, x = maxout
+    _, routings = maxout_routings(model, params, x)
+    fractions = maxout_win_fractions(model, params, x)
+    assert [f.shape for f in fractions] == [(3, 6), (3, 5)]
+    for share, routing in zip(fractions, routings, strict=True):
+        chex.assert_trees_all_close(share.sum(axis=0), jnp.ones(share.shape[1]))
+        for piece in range(3):
+            wins = jnp.mean(routing.winner == piece, axis=0)
+            chex.assert_trees_all_close(share[piece], wins)
+
+
+def test_tie_maxout_pieces_copies_one_piece_everywhere(maxout):
+    model, params, x = maxout
+    tied = tie_maxout_pieces(model, params, source=2, target=0)
+    for name in ("maxout_0", "maxout_1"):
+        before, after = params["params"][name], tied["params"][name]
+        for leaf in ("kernel", "bias"):
+            chex.assert_trees_all_equal(after[leaf][0], before[leaf][2])
+            chex.assert_trees_all_equal(after[leaf][1:], before[leaf][1:])
+    chex.assert_trees_all_equal(tied["params"]["readout"], params["params"]["readout"])
+    # The copy ties it with its source, and the lowest index (the copy) takes the wins.
+    _, routings = maxout_routings(model, tied, x)
+    assert bool(jnp.all(routings[0].winner != 2))
+    assert int(jnp.max(routings[0].tied)) >= 2

@@ -2,6 +2,7 @@
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,13 +12,16 @@ from jax.test_util import check_grads
 from chainlab.normalization import (
     BatchNormState,
     batch_norm,
+    batch_norm_grad_identities,
     batch_norm_inference,
+    batch_norm_jacobian,
     batch_norm_stats,
     cross_sample_block_norms,
     cross_sample_jacobian,
     init_batch_norm_state,
     instance_norm,
     layer_norm,
+    per_example_grads,
     update_running_stats,
 )
 
@@ -125,35 +129,35 @@ def test_check_grads_float64(name, key, x64):
     )
 
 
-def _batch_norm_block_closed_form(x, scale, eps):
-    """dy[a, c]/dx[b, c] = scale/s * (delta_ab - 1/N - xhat_a xhat_b / N), (N, C) x."""
-    n = x.shape[0]
-    mean = x.mean(axis=0, keepdims=True)
-    s = np.sqrt(((x - mean) ** 2).mean(axis=0, keepdims=True) + eps)
-    xhat = (x - mean) / s
-    eye = np.eye(n)[:, :, None]
-    inner = eye - 1.0 / n - xhat[:, None, :] * xhat[None, :, :] / n  # (a, b, c)
-    return inner * (np.asarray(scale) / s[0])[None, None, :]
-
-
-@pytest.mark.parametrize("eps", [0.0, 0.3])
-def test_cross_sample_jacobian_matches_closed_form(eps, key, x64):
+def test_batch_norm_jacobian_closed_form_is_autodiffs(key, x64):
+    shape, eps = (3, 2, 2), 0.3  # a spatial axis; eps = 0 in the hand-computed test
     kx, ka = jax.random.split(key)
-    x = jax.random.normal(kx, (5, 3), jnp.float64)
-    scale, offset = _affine(ka, 3, jnp.float64)
-    jac = cross_sample_jacobian(
-        functools.partial(batch_norm, scale=scale, offset=offset, eps=eps), x
-    )
-    assert jac.shape == (5, 5, 3, 3)  # (a, b, out channel, in channel)
-    want = _batch_norm_block_closed_form(np.asarray(x), scale, eps)
-    np.testing.assert_allclose(
-        jnp.diagonal(jac, axis1=2, axis2=3), want, atol=F64_TOL, rtol=F64_RTOL
-    )
-    off_channel = jac * (1.0 - jnp.eye(3))[None, None, :, :]
+    x = jax.random.normal(kx, shape, jnp.float64)
+    scale, offset = _affine(ka, shape[-1], jnp.float64)
+    bn = functools.partial(batch_norm, scale=scale, offset=offset, eps=eps)
+
+    @jax.jit
+    def three_ways(x):  # one compiled program
+        closed = batch_norm_jacobian(x, scale, eps=eps)
+        return closed, cross_sample_jacobian(bn, x), jax.jacfwd(bn)(x)
+
+    closed, jac, fwd = three_ways(x)
+    assert closed.shape == jac.shape == (shape[0], shape[0], *shape[1:], *shape[1:])
+    np.testing.assert_allclose(closed, jac, atol=F64_TOL, rtol=F64_RTOL)
+    # Same through jacfwd, as a second autodiff mode; channels never mix.
+    fwd = jnp.moveaxis(fwd, len(shape), 1)
+    np.testing.assert_allclose(fwd, jac, atol=F64_TOL)
+    channels = jnp.eye(shape[-1]).reshape((1,) * (closed.ndim - 2) + (-1, shape[-1]))
+    off_channel = jnp.moveaxis(closed, len(shape), -2) * (1.0 - channels)
     assert float(jnp.abs(off_channel).max()) == 0.0
-    # Same through jacfwd, as a second autodiff mode.
-    fwd = jax.jacfwd(lambda x: batch_norm(x, scale, offset, eps=eps))(x)
-    np.testing.assert_allclose(jnp.moveaxis(fwd, 2, 1), jac, atol=F64_TOL)
+
+
+def test_batch_norm_jacobian_by_hand():
+    # x = (0, 2, 4): mean 2, s = sqrt(8/3), xhat = (-1, 0, 1) * sqrt(3/2).
+    jac = batch_norm_jacobian(jnp.array([[0.0], [2.0], [4.0]]), jnp.ones(1), eps=0.0)
+    s = np.sqrt(8 / 3)
+    want = (np.eye(3) - 1 / 3 - np.outer([-1, 0, 1], [-1, 0, 1]) / 2) / s
+    np.testing.assert_allclose(jac[:, :, 0, 0], want, atol=F32_TOL)
 
 
 @pytest.mark.parametrize("name", sorted(NORMS))
@@ -180,29 +184,22 @@ def test_cross_sample_coupling_only_for_batch_norm(name, key):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_batch_norm_gradient_identities(dtype, key):
-    """dL/dx sums to 0 over the batch and is orthogonal to xhat when eps = 0."""
+    """dL/dx sums to 0 and is orthogonal to xhat when eps = 0; closed form for eps."""
     with jax.enable_x64(dtype == "float64"):
         kx, kg, ka = jax.random.split(key, 3)
-        x = 2.0 * jax.random.normal(kx, (6, 3), dtype) + 1.0
-        g = jax.random.normal(kg, (6, 3), dtype)
-        scale, offset = _affine(ka, 3, dtype)
+        x = 2.0 * jax.random.normal(kx, (6, 2, 3), dtype) + 1.0
+        g = jax.random.normal(kg, (6, 2, 3), dtype)
+        scale, _ = _affine(ka, 3, dtype)
         tol = F32_TOL if dtype == "float32" else F64_TOL
-
-        def loss(x, eps):
-            return jnp.sum(g * batch_norm(x, scale, offset, eps=eps))
-
-        for eps in (0.0, 0.1):
-            grad = jax.grad(loss)(x, eps)
-            np.testing.assert_allclose(jnp.sum(grad, axis=0), 0.0, atol=tol)
-            mean, var = batch_norm_stats(x)
-            s = jnp.sqrt(var + eps)
-            xhat = (x - mean[None, :]) / s[None, :]
-            inner = jnp.sum(grad * xhat, axis=0)
-            # Exact formula: (scale / s) * eps / (var + eps) * sum_a g_a xhat_a.
-            want = scale / s * eps / (var + eps) * jnp.sum(g * xhat, axis=0)
-            np.testing.assert_allclose(inner, want, atol=tol * 10)
-            if eps == 0.0:
-                np.testing.assert_allclose(inner, 0.0, atol=tol * 10)
+        identities = jax.jit(batch_norm_grad_identities)
+        exact, with_eps = identities(x, scale, g, eps=0.0), identities(x, scale, g)
+        for measured in (*exact, with_eps.sum_rel, with_eps.formula_error):
+            assert measured.shape == (3,) and measured.dtype == dtype
+            assert float(measured.max()) < tol
+        # eps = 1 gives a clear angle, and the formula still accounts for it.
+        large = batch_norm_grad_identities(x, scale, g, eps=1.0)
+        assert float(large.xhat_cosine.min()) > 1e-3
+        assert float(large.formula_error.max()) < tol
 
 
 def test_running_stats_are_an_explicit_pure_ema(key):
@@ -280,24 +277,57 @@ def test_axis_name_shares_statistics_across_vmap(lane_shape, key):
     np.testing.assert_allclose(lanes.var[-1], whole.var, atol=F32_TOL)
 
 
-def test_axis_name_per_example_gradients_sum_to_batch_gradient(key, x64):
-    # vmap(grad) with shared statistics splits the batch gradient by input path:
-    # rows sum to it, but row i is not d loss_i / d w (which jacrev gives).
+def _per_example_setup(key, norm):
+    """x (5, 3) -> norm(x w) -> tanh -> read-out; losses (B,) and their batch sum."""
     kx, kw = jax.random.split(key)
     x = jax.random.normal(kx, (5, 3), jnp.float64)
     w = jax.random.normal(kw, (3, 2), jnp.float64)
     one, zero = jnp.ones(2, jnp.float64), jnp.zeros(2, jnp.float64)
 
-    def sample_loss(w, xi):
-        y = batch_norm(xi @ w, one, zero, axis_name="batch")
-        return jnp.sum(jnp.tanh(y) * jnp.array([1.0, -2.0]))
+    def losses(w, x, axis_name=None):
+        named = {"axis_name": axis_name} if norm is batch_norm else {}
+        h = norm(x @ w, one, zero, **named)
+        return jnp.tanh(h) @ jnp.array([1.0, -2.0])
 
-    def losses(w):
-        return jnp.tanh(batch_norm(x @ w, one, zero)) @ jnp.array([1.0, -2.0])
+    batch_grad = jax.grad(lambda w: jnp.sum(losses(w, x)))(w)
+    return losses, w, x, batch_grad
 
-    rows = jax.vmap(jax.grad(sample_loss), in_axes=(None, 0), axis_name="batch")(w, x)
-    in_context = jax.jacrev(losses)(w)
-    batch_grad = jax.grad(lambda w: jnp.sum(losses(w)))(w)
-    np.testing.assert_allclose(rows.sum(0), batch_grad, atol=F64_TOL)
+
+def test_per_example_grads_three_ways_with_batch_norm(key, x64):
+    losses, w, x, batch_grad = _per_example_setup(key, batch_norm)
+    named = functools.partial(losses, axis_name="batch")
+
+    @jax.jit
+    def three_ways(w, x):  # one compiled program
+        return (
+            per_example_grads(losses, w, x),
+            per_example_grads(losses, w, x, method="vmap"),
+            per_example_grads(named, w, x, method="vmap", axis_name="batch"),
+        )
+
+    in_context, alone, shared = three_ways(w, x)
+    assert in_context.shape == alone.shape == shared.shape == (5, 3, 2)
     np.testing.assert_allclose(in_context.sum(0), batch_grad, atol=F64_TOL)
-    assert float(jnp.abs(rows - in_context).max()) > 1e-3
+    np.testing.assert_allclose(shared.sum(0), batch_grad, atol=F64_TOL)
+    # A batch of one normalizes to 0: no gradient reaches w at all.
+    assert float(jnp.abs(alone).max()) == 0.0
+    # Shared statistics split the batch gradient by input path, not by loss.
+    assert float(jnp.abs(shared - in_context).max()) > 1e-3
+
+
+def test_per_example_grads_agree_without_coupling(key, x64):
+    losses, w, x, batch_grad = _per_example_setup(key, layer_norm)
+
+    @jax.jit
+    def two_ways(w, x):  # pytree parameters and batch keep their structure
+        def tree_losses(p, b):
+            return losses(p["w"], b["x"])
+
+        in_context = per_example_grads(losses, w, x)
+        return in_context, per_example_grads(
+            tree_losses, {"w": w}, {"x": x}, method="vmap"
+        )
+
+    in_context, alone = two_ways(w, x)
+    np.testing.assert_allclose(in_context.sum(0), batch_grad, atol=F64_TOL)
+    chex.assert_trees_all_close(alone, {"w": in_context}, atol=F64_TOL)

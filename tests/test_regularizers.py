@@ -1,5 +1,6 @@
 """Tests for chainlab.regularizers: Jacobian penalties by nested differentiation."""
 
+import json
 from functools import partial
 
 import chex
@@ -23,7 +24,9 @@ from chainlab.regularizers import (
     jacobian_penalty,
     one_hidden_layer,
     one_hidden_layer_jacobian,
+    one_hidden_layer_mean_penalty_grad,
     one_hidden_layer_penalty_grad,
+    penalty_relative_std,
     with_jacobian_penalty,
 )
 
@@ -548,3 +551,63 @@ def test_defaults_are_exact_and_integer_inputs_are_promoted():
     w = jnp.array([[1.0, 2.0], [3.0, 4.0]])
     assert jacobian_frobenius_sq(lambda x: w @ x, jnp.ones(2, jnp.int32)) == 30.0
     assert jacobian_penalty(lambda p, x: x @ p, w, jnp.ones((3, 2))) == 30.0
+
+
+@pytest.mark.parametrize("activation", (jnp.tanh, activations.elu), ids=("tanh", "elu"))
+def test_mean_penalty_grad_closed_form_is_autodiff(x64, key, activation):
+    """The batch mean of the closed form equals autodiff of the mean penalty."""
+    params = _one_hidden_layer_params(key, jnp.float64)
+    xs = jax.random.normal(jax.random.key(1), (3, 5), jnp.float64)
+    closed, auto = (
+        one_hidden_layer_mean_penalty_grad(
+            params, xs, activation=activation, method=method
+        )
+        for method in ("closed_form", "autodiff")
+    )
+    chex.assert_trees_all_close(closed, auto, rtol=RTOL_F64, atol=RTOL_F64)
+    per_example = [
+        one_hidden_layer_penalty_grad(params, x, activation=activation)[1] for x in xs
+    ]
+    mean = jax.tree.map(lambda *g: sum(g) / len(g), *per_example)
+    chex.assert_trees_all_close(closed, mean, rtol=RTOL_F64)
+    assert not jnp.any(closed.b2)
+
+
+@pytest.mark.parametrize("method", ESTIMATORS)
+def test_penalty_relative_std_is_the_spread_of_batch_estimates(x64, key, method):
+    """The closed form against the sample std of many jacobian_penalty estimates."""
+    params = _net_params(key, 6, 4, dtype=jnp.float64)
+
+    def apply(p, x):
+        return jax.vmap(partial(_net, p))(x)
+
+    x = jax.random.normal(jax.random.key(1), (3, 6), jnp.float64)
+    draws = jax.jit(
+        jax.vmap(lambda k: jacobian_penalty(apply, params, x, method=method, key=k))
+    )(jax.random.split(jax.random.key(2), N_KEYS))
+    exact = jacobian_penalty(apply, params, x)
+    predicted = penalty_relative_std(apply, params, x, method=method)
+    np.testing.assert_allclose(
+        jnp.std(draws) / exact, predicted, rtol=VARIANCE_RTOL / 2
+    )
+    assert penalty_relative_std(apply, params, x, method="exact") == 0
+
+
+def test_estimator_study_summary_is_plain_data(key):
+    w = jax.random.normal(key, (3, 4))
+    study = estimator_study(
+        lambda x: w @ x,
+        jnp.ones((2, 4)),
+        method="forward_projection",
+        key=key,
+        num_draws=50,
+        num_projections=(1, 2),
+    )
+    summary = study.summary()
+    assert json.loads(json.dumps(summary)) == summary
+    assert summary["num_projections"] == [1, 2]
+    assert summary["max_z"] == float(jnp.max(study.z_score))
+    assert summary["log_log_slope"] == study.log_log_slope()
+    np.testing.assert_allclose(summary["relative_variance"], study.relative_variance())
+    single = study._replace(num_projections=(1,))
+    assert "log_log_slope" not in single.summary()

@@ -145,3 +145,15 @@ def test_a_sweep_over_epsilon_compiles_each_attack_once(binary):
         robustness.noise_accuracy(
             apply, params, x, y, sigma=epsilon, key=jax.random.key(0), draws=2
         )
+
+
+def test_sensitivity_of_a_linear_model_is_its_weights(binary):
+    """J = W^T for every example; grad_x CE = W (softmax - onehot)."""
+    params, x, y = binary
+    w, _ = params
+    s = robustness.sensitivity(linear_apply, params, x, y)
+    np.testing.assert_allclose(s["jacobian_frobenius"], jnp.linalg.norm(w), rtol=RTOL)
+    p = jax.nn.softmax(linear_apply(params, x))
+    grads = (p - jax.nn.one_hot(y, p.shape[1])) @ w.T
+    expected = jnp.mean(jnp.linalg.norm(grads, axis=1))
+    np.testing.assert_allclose(s["input_gradient_norm"], expected, rtol=RTOL)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,7 +14,7 @@ import optax
 import pytest
 
 from chainlab.compilation import eigen_matmul_options
-from chainlab.training import fit, interleaved_median_ms, median_step_ms
+from chainlab.training import fit, interleaved_median_ms, make_step, median_step_ms
 
 # Summation order differs when the batch is split over devices: float32 round-off.
 DATA_PARALLEL_RTOL = 1e-5
@@ -140,6 +141,60 @@ def test_fit_with_eigen_matmuls_follows_the_default_loss_curve():
     default = _losses(compiler_options={})
     eigen = _losses(compiler_options=eigen_matmul_options())
     np.testing.assert_allclose(eigen, default, rtol=EIGEN_VS_YNNPACK_RTOL)
+
+
+def test_fit_compiles_its_step_once(tmp_path):
+    """Many steps with logging, evaluation, best-selection and checkpoints: the loss
+    is traced once (one compiled step)."""
+    loss_fn, data = _problem()
+    counted = chex.assert_max_traces(loss_fn, n=1)
+    options = {
+        "steps": 12,
+        "batch_size": 8,
+        "log_every": 2,
+        "eval_fn": lambda p: {"neg_norm": -jnp.sum(p**2)},  # params grow from 0
+        "eval_every": 3,
+        "select_best": "neg_norm",
+        "checkpoint_every": 4,
+        "checkpoint_dir": tmp_path,
+        "metrics_path": tmp_path / "metrics.jsonl",
+    }
+    result = fit(counted, jnp.zeros(2), optax.sgd(0.05), data, **options)
+    assert result.step == 12 and result.best_step == 12
+    assert sorted(int(p.name) for p in (tmp_path / "train").iterdir()) == [8, 12]
+    chex.clear_trace_counter()
+
+
+def test_fit_takes_the_make_step_step():
+    """fit's first step is make_step's on batch 0 with key fold_in(key(seed), 0)."""
+    loss_fn, (x, y) = _problem()
+    optimizer = optax.sgd(0.05)
+
+    def noisy(params, batch, key):  # the key matters, so it must be the same one
+        return loss_fn(params, batch, key) + jax.random.normal(key) * jnp.sum(params)
+
+    result = fit(noisy, jnp.zeros(2), optimizer, (x, y), steps=1, batch_size=8, seed=3)
+    rows = np.random.default_rng([3, 0]).permutation(64)[:8]
+    key = jax.random.fold_in(jax.random.key(3), 0)
+    params, _, metrics = make_step(noisy, optimizer)(
+        jnp.zeros(2), optimizer.init(jnp.zeros(2)), (x[rows], y[rows]), key
+    )
+    chex.assert_trees_all_close(result.params, params, rtol=1e-6)
+    assert result.history[-1]["loss"] == pytest.approx(float(metrics["loss"]))
+
+
+def test_make_step_returns_aux_metrics_and_refuses_bad_options():
+    optimizer = optax.sgd(0.5)
+
+    def loss_fn(w, batch, key):
+        return jnp.sum((w - batch) ** 2), {"norm": jnp.sum(w**2)}
+
+    step = make_step(loss_fn, optimizer, has_aux=True)
+    w, _, metrics = step(jnp.ones(2), optimizer.init(jnp.ones(2)), jnp.zeros(2), None)
+    chex.assert_trees_all_close(w, jnp.zeros(2))
+    assert set(metrics) == {"loss", "norm"} and float(metrics["loss"]) == 2.0
+    with pytest.raises(ValueError, match="are not accepted"):
+        make_step(loss_fn, optimizer, compiler_options={"xla_no_such_option": "1"})
 
 
 def test_fit_refuses_ragged_data():

@@ -38,9 +38,18 @@ from chainlab.validation import (
     check_rank,
     check_same_shape,
     check_scalar_output,
+    check_shape,
 )
 
-__all__ = ["METHODS", "energy_rate", "integrate", "odeint", "rk4_step", "vector_field"]
+__all__ = [
+    "METHODS",
+    "energy_rate",
+    "integrate",
+    "odeint",
+    "relative_energy_error",
+    "rk4_step",
+    "vector_field",
+]
 
 Hamiltonian = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
 Method = Literal["euler", "symplectic_euler", "leapfrog", "rk4"]
@@ -102,6 +111,36 @@ def energy_rate(H: Hamiltonian, q: ArrayLike, p: ArrayLike, t: ArrayLike) -> jax
     q_dot, p_dot = _vector_field(H, q, p, t)
     _, rate = jax.jvp(H, (q, p, t), (q_dot, p_dot, jnp.ones_like(t)))
     return rate
+
+
+def relative_energy_error(
+    H: Hamiltonian, qs: ArrayLike, ps: ArrayLike, ts: ArrayLike = 0.0
+) -> jax.Array:
+    """The relative energy error ``|H_n - H_0| / |H_0|`` along a trajectory, with
+    ``H_n = H(q_n, p_n, t_n)``.
+
+    ``qs`` and ``ps`` are ``(N, ...)`` states, as ``integrate`` returns; ``ts`` is one
+    time for all (enough for a time-independent H) or ``(N,)`` times. Returns ``(N,)``,
+    0 at the start; infinite or NaN when the initial energy is 0.
+
+    Example (explicit Euler on the oscillator gains a factor 1 + dt^2 per step):
+
+    >>> H = lambda q, p, t: 0.5 * (p**2 + q**2)
+    >>> qs, ps = integrate(H, 1.0, 0.0, dt=0.1, steps=2, method="euler")
+    >>> [round(float(e), 4) for e in relative_energy_error(H, qs, ps)]
+    [0.0, 0.01, 0.0201]
+    """
+    qs, ps = as_real_float("qs", qs), as_real_float("ps", ps)
+    check_same_shape(qs=qs, ps=ps)
+    if qs.ndim == 0:
+        raise ValueError("qs must have a leading axis of states, got shape ()")
+    ts = as_real_float("ts", ts)
+    check_rank("ts", ts, {0, 1})
+    if ts.ndim == 1:
+        check_shape("ts", ts, qs.shape[:1])
+    ts = jnp.broadcast_to(ts, qs.shape[:1])
+    energies = jax.vmap(H)(qs, ps, ts)
+    return jnp.abs(energies - energies[0]) / jnp.abs(energies[0])
 
 
 def _euler(H, q, p, t, dt, iterations):
