@@ -50,7 +50,7 @@ import optax
 from chainlab.data import two_moons
 from chainlab.flows import realnvp, standardize
 from chainlab.runner import get_config
-from chainlab.training import median_step_ms
+from chainlab.training import make_step, median_step_ms
 
 FLOWJAX_REFERENCE_NLL = 0.38  # FlowJAX coupling_flow, Adam 1e-3, this protocol
 STEPS = 3000
@@ -103,11 +103,11 @@ def chainlab_side(mean, std, seed, optimizer):
     def loss_fn(params, x):
         return -jnp.mean(flow.log_prob(params, x))
 
-    @jax.jit
+    train_step = make_step(lambda params, x, key: loss_fn(params, x), optimizer)
+
     def step(params, opt_state, x):
-        loss, grads = jax.value_and_grad(loss_fn)(params, x)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+        params, opt_state, metrics = train_step(params, opt_state, x, None)
+        return params, opt_state, metrics["loss"]
 
     params = flow.init(jax.random.key(seed))
     return step, params, optimizer.init(params), jax.jit(loss_fn)

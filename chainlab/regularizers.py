@@ -277,7 +277,7 @@ def estimator_samples(
       >>> w = jnp.array([[3.0, 4.0]])  # one output: the projection is exact
       >>> draws = estimator_samples(lambda x: w @ x, jnp.ones(2), method="projection",
       ...                           key=jax.random.key(0), num_draws=3)
-      >>> draws.tolist()
+      >>> [round(draw, 4) for draw in draws.tolist()]
       [25.0, 25.0, 25.0]
     """
     check_choice("method", method, METHODS[1:])

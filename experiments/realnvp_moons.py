@@ -34,7 +34,7 @@ from chainlab.flows import (
 from chainlab.runner.plotting import new_figure
 from chainlab.runner.report import markdown_table
 from chainlab.runner.workdir import Workdir
-from chainlab.training import fit, median_step_ms
+from chainlab.training import fit, make_step, median_step_ms
 from chainlab.validation import check_choice
 
 SOURCE = "chainlab.data (two-moons protocol)"
@@ -225,15 +225,14 @@ def run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
     log_p = two_moons_log_prob(data.x_test, num_angles=config.floor_angles)
     floor = -float(np.mean(log_p))
 
-    @jax.jit
-    def train_step(params, opt_state, batch):
-        loss, grads = jax.value_and_grad(loss_fn)(params, batch, None)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
     batch = jnp.asarray(x_train[: config.batch_size])
     step_ms = median_step_ms(
-        train_step, best, optimizer.init(best), batch, repeats=config.timing_repeats
+        make_step(loss_fn, optimizer),
+        best,
+        optimizer.init(best),
+        batch,
+        None,
+        repeats=config.timing_repeats,
     )
 
     evals = [initial] + [r for r in result.history if r["split"] == "eval"]

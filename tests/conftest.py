@@ -2,8 +2,9 @@
 
 - NumPy-style rank promotion raises, so silent broadcasting bugs fail loudly.
 - Warnings are errors (exceptions are listed in pyproject.toml, each with a reason).
-- Compiled XLA programs persist in the git-ignored ``.jax_cache`` folder, so a second
-  run of the suite skips most compilation.
+- Compiled XLA programs persist in the git-ignored ``.jax_cache`` folder (or
+  ``$JAX_COMPILATION_CACHE_DIR``), so a second run of the suite skips most compilation.
+- Library tests compile with XLA's cheap optimisation level; experiment runs do not.
 """
 
 import os
@@ -15,7 +16,13 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
-CACHE_DIR = Path(__file__).resolve().parent.parent / ".jax_cache"
+ROOT = Path(__file__).resolve().parent.parent
+CACHE_DIR = os.environ.get("JAX_COMPILATION_CACHE_DIR", ROOT / ".jax_cache")
+
+# Test modules that run a shipped experiment end to end (tests/test_NAME.py).
+END_TO_END_MODULES = {
+    f"test_{path.stem}" for path in (ROOT / "experiments").glob("[!_]*.py")
+}
 
 # Toy experiments for the runner's tests; registered by those tests, not collected.
 collect_ignore = ["fixtures"]
@@ -40,8 +47,16 @@ def x64():
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _clear_jax_caches():
-    """Drop each module's compiled programs when it ends: a long-lived process
-    otherwise slows down as its in-memory caches grow."""
+def _compile_settings(request):
+    """Per test module: how much XLA optimises, and a clean in-memory cache after.
+
+    Library tests compile many small programs that run for microseconds, so XLA's
+    cheap optimisation level (``jax_disable_most_optimizations``) makes them about a
+    fifth faster; the end-to-end tests of experiments train for hundreds of steps and
+    keep full optimisation. When a module ends its compiled programs are dropped: a
+    long-lived process otherwise slows down as its in-memory caches grow.
+    """
+    end_to_end = request.module.__name__ in END_TO_END_MODULES
+    jax.config.update("jax_disable_most_optimizations", not end_to_end)
     yield
     jax.clear_caches()

@@ -56,11 +56,16 @@ def test_values_match_jax_nn(name):
 def test_grad_matches_plain_autodiff_away_from_kink(name, x64):
     f, reference = ELEMENTWISE[name]
     x = jnp.asarray(SMOOTH_POINTS)
-    ours = jax.vmap(jax.grad(f))(x)
-    theirs = jax.vmap(jax.grad(reference))(x)
+
+    @jax.jit  # one program for all four derivatives
+    def derivatives(x):
+        return [
+            (jax.vmap(jax.grad(g))(x), jax.vmap(jax.grad(jax.grad(g)))(x))
+            for g in (f, reference)
+        ]
+
+    (ours, ours2), (theirs, theirs2) = derivatives(x)
     np.testing.assert_allclose(ours, theirs, rtol=FLOAT64_TOL, atol=FLOAT64_TOL)
-    ours2 = jax.vmap(jax.grad(jax.grad(f)))(x)
-    theirs2 = jax.vmap(jax.grad(jax.grad(reference)))(x)
     np.testing.assert_allclose(ours2, theirs2, rtol=FLOAT64_TOL, atol=FLOAT64_TOL)
 
 
@@ -77,16 +82,32 @@ def test_kink_derivative_in_every_mode(name, dtype, x64):
     f, _ = ELEMENTWISE[name]
     zero = jnp.zeros((), dtype)
     want = KINK_DERIVATIVE[name]
-    assert float(jax.grad(f)(zero)) == pytest.approx(want)
-    assert float(jax.jvp(f, (zero,), (jnp.ones((), dtype),))[1]) == pytest.approx(want)
-    assert float(jax.jacfwd(f)(zero)) == pytest.approx(want)
-    assert float(jax.jit(jax.grad(f))(zero)) == pytest.approx(want)
-    x = jnp.array([-1.0, 0.0, 2.0], dtype)
-    assert float(jax.vmap(jax.grad(f))(x)[1]) == pytest.approx(want)
     second = KINK_SECOND_DERIVATIVE[name]
-    assert float(jax.hessian(f)(zero)) == pytest.approx(second)
-    assert float(jax.jacfwd(jax.grad(f))(zero)) == pytest.approx(second)
-    assert float(jax.jacrev(jax.grad(f))(zero)) == pytest.approx(second)
+    # Eagerly once; every other mode inside one jitted program (one compile, not one
+    # per primitive): the rules are traced the same way under jit as eagerly.
+    assert float(jax.grad(f)(zero)) == pytest.approx(want)
+
+    @jax.jit
+    def modes(zero, x):
+        first = (
+            jax.jvp(f, (zero,), (jnp.ones((), dtype),))[1],
+            jax.jacfwd(f)(zero),
+            jax.grad(f)(zero),
+            jax.vmap(jax.grad(f))(x)[1],
+        )
+        seconds = (
+            jax.hessian(f)(zero),
+            jax.jacfwd(jax.grad(f))(zero),
+            jax.jacrev(jax.grad(f))(zero),
+        )
+        return first, seconds
+
+    first, seconds = modes(zero, jnp.array([-1.0, 0.0, 2.0], dtype))
+    for value in first:
+        assert value.dtype == dtype
+        assert float(value) == pytest.approx(want)
+    for value in seconds:
+        assert float(value) == pytest.approx(second)
 
 
 @pytest.mark.parametrize("side", ["right", "left"])
@@ -224,12 +245,22 @@ def test_maxout_check_grads_and_modes_float64(key, x64):
     check_grads(
         jax.jit(maxout), (x, w, b), order=1, modes=("fwd", "rev"), atol=CHECK_GRADS_TOL
     )
-    for argnum in (0, 1):
-        fwd = jax.jacfwd(maxout, argnums=argnum)(x, w, b)
-        rev = jax.jacrev(maxout, argnums=argnum)(x, w, b)
+
+    @jax.jit
+    def jacobians_and_hessian(x, w, b):
+        jacobians = [
+            (
+                jax.jacfwd(maxout, argnums=argnum)(x, w, b),
+                jax.jacrev(maxout, argnums=argnum)(x, w, b),
+            )
+            for argnum in (0, 1)
+        ]
+        return jacobians, jax.hessian(lambda x: maxout(x, w, b)[0, 0])(x)
+
+    jacobians, hessian = jacobians_and_hessian(x, w, b)
+    for fwd, rev in jacobians:
         np.testing.assert_allclose(fwd, rev, atol=FLOAT64_TOL)
     # Piecewise linear in x: the Hessian of any output is exactly zero.
-    hessian = jax.hessian(lambda x: maxout(x, w, b)[0, 0])(x)
     np.testing.assert_array_equal(hessian, jnp.zeros_like(hessian))
 
 

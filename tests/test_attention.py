@@ -66,11 +66,17 @@ def test_tau_sqrt_d_matches_jax_dot_product_attention(key):
     # jax.nn.dot_product_attention uses (B, T, heads, d) and scales by 1/sqrt(d).
     q, k, v = _qkv(key, prefix=(2, 3), dv=5)  # (B, heads, T, d)
     mask = jnp.tril(jnp.ones((3, 4), bool))
-    ours = attention(q, k, v, tau=math.sqrt(5), mask=mask)
-    theirs = jax.nn.dot_product_attention(
-        *(jnp.swapaxes(a, 1, 2) for a in (q, k, v)),
-        mask=jnp.broadcast_to(mask, (2, 3, 3, 4)),
-    )
+
+    @jax.jit  # both in one program
+    def both(q, k, v):
+        ours = attention(q, k, v, tau=math.sqrt(5), mask=mask)
+        theirs = jax.nn.dot_product_attention(
+            *(jnp.swapaxes(a, 1, 2) for a in (q, k, v)),
+            mask=jnp.broadcast_to(mask, (2, 3, 3, 4)),
+        )
+        return ours, theirs
+
+    ours, theirs = both(q, k, v)
     np.testing.assert_allclose(ours, jnp.swapaxes(theirs, 1, 2), atol=F32_TOL)
 
 
@@ -95,17 +101,21 @@ def test_fully_masked_row_is_zero_with_finite_gradients(key):
     def loss(q, k, v, tau):
         return jnp.sum(jnp.sin(attention(q, k, v, tau=tau, mask=mask)))
 
-    out = attention(q, k, v, tau=0.5, mask=mask)
+    @jax.jit  # value, reverse and forward mode in one program
+    def everything(q, k, v, tau):
+        out = attention(q, k, v, tau=tau, mask=mask)
+        grads = jax.grad(loss, argnums=(0, 1, 2, 3))(q, k, v, tau)
+        tangent = jax.jvp(lambda t: loss(q, k, v, t), (tau,), (jnp.ones_like(tau),))
+        return out, grads, tangent[1]
+
+    out, grads, tangent = everything(q, k, v, jnp.float32(0.5))
     np.testing.assert_array_equal(out[1], jnp.zeros(2))
     np.testing.assert_allclose(out[2], v[0], atol=F32_TOL)
-    grads = jax.grad(loss, argnums=(0, 1, 2, 3))(q, k, v, 0.5)
     for g in grads:
         assert bool(jnp.all(jnp.isfinite(g)))
     np.testing.assert_array_equal(grads[0][1], jnp.zeros(5))  # masked query row
     np.testing.assert_array_equal(grads[1][1], jnp.zeros(5))  # never-attended key
-    # Forward mode too.
-    _, tangent = jax.jvp(lambda t: loss(q, k, v, t), (0.5,), (1.0,))
-    assert bool(jnp.isfinite(tangent))
+    assert bool(jnp.isfinite(tangent))  # forward mode too
 
 
 def test_large_logits_are_stable():
@@ -116,13 +126,17 @@ def test_large_logits_are_stable():
     assert float(out) == 3.0 and float(grad) == 0.0
 
 
-@pytest.mark.parametrize("masked", [False, True])
-def test_check_grads_float64(masked, key, x64):
+def test_check_grads_float64(key, x64):
     q, k, v = _qkv(key, prefix=(2,), tq=2, tk=3, d=3, dtype=jnp.float64)
-    mask = jnp.array([[True, True, False], [False, True, True]]) if masked else None
-    # Jitted: one compile per transformation instead of one per primitive.
+    mask = jnp.array([[True, True, False], [False, True, True]])
+
+    def unmasked_and_masked(q, k, v, tau):
+        return jnp.stack([attention(q, k, v, tau=tau, mask=m) for m in (None, mask)])
+
+    # Jitted, unmasked and masked in one function: one compile per transformation
+    # instead of one per primitive and per mask.
     check_grads(
-        jax.jit(lambda q, k, v, tau: attention(q, k, v, tau=tau, mask=mask)),
+        jax.jit(unmasked_and_masked),
         (q, k, v, jnp.float64(0.8)),
         order=2,
         modes=("fwd", "rev"),
@@ -159,13 +173,16 @@ def test_tau_grad_is_the_logit_sum_formula(key, x64):
     # dL/dtau = -(1/tau) sum_j z_j dL/dz_j, with dL/dz from autodiff through softmax.
     q, k, v = _qkv(key, dtype=jnp.float64)
     cotangent = jax.random.normal(jax.random.fold_in(key, 2), (3, 2), jnp.float64)
-    tau = 0.7
-    z = q @ k.T / tau
-    dz = jax.grad(lambda z: jnp.sum(cotangent * (jax.nn.softmax(z) @ v)))(z)
-    want = -jnp.sum(z * dz) / tau
-    np.testing.assert_allclose(
-        attention_tau_grad(q, k, v, tau, cotangent), want, atol=F64_TOL
-    )
+
+    @jax.jit  # one program, not one per primitive
+    def closed_and_formula(q, k, v, tau, cotangent):
+        z = q @ k.T / tau
+        dz = jax.grad(lambda z: jnp.sum(cotangent * (jax.nn.softmax(z) @ v)))(z)
+        want = -jnp.sum(z * dz) / tau
+        return attention_tau_grad(q, k, v, tau, cotangent), want
+
+    got, want = closed_and_formula(q, k, v, jnp.float64(0.7), cotangent)
+    np.testing.assert_allclose(got, want, atol=F64_TOL)
 
 
 def test_tau_grad_under_jit_and_vmap(key):
@@ -178,7 +195,7 @@ def test_tau_grad_under_jit_and_vmap(key):
     def head_loss(q, k, v, tau, ct):
         return jnp.sum(ct * attention(q, k, v, tau=tau))
 
-    auto = jax.vmap(jax.grad(head_loss, argnums=3))(q, k, v, taus, cotangent)
+    auto = jax.jit(jax.vmap(jax.grad(head_loss, argnums=3)))(q, k, v, taus, cotangent)
     assert closed.shape == (3,)
     np.testing.assert_allclose(closed, auto, rtol=F32_GRAD_RTOL, atol=F32_TOL)
     out = jax.jit(jax.vmap(lambda q, k, v, t: attention(q, k, v, tau=t)))(q, k, v, taus)

@@ -461,21 +461,27 @@ def test_completeness_errors_agree_with_completeness_delta(key):
 
     x, baseline = jax.random.normal(key, (2, 5))
     steps = (1, 3, 9)
-    errors = attr.completeness_errors(
-        f, x, steps=steps, baseline=baseline, method="riemann_left"
-    )
-    expected = [
-        attr.completeness_delta(
-            f,
-            x,
-            attr.integrated_gradients(
-                f, x, baseline=baseline, steps=n, method="riemann_left"
-            ),
-            baseline=baseline,
-            relative=True,
+
+    @jax.jit  # both sides in one program, not one per primitive
+    def both(x, baseline):
+        errors = attr.completeness_errors(
+            f, x, steps=steps, baseline=baseline, method="riemann_left"
         )
-        for n in steps
-    ]
+        expected = [
+            attr.completeness_delta(
+                f,
+                x,
+                attr.integrated_gradients(
+                    f, x, baseline=baseline, steps=n, method="riemann_left"
+                ),
+                baseline=baseline,
+                relative=True,
+            )
+            for n in steps
+        ]
+        return errors, expected
+
+    errors, expected = both(x, baseline)
     chex.assert_trees_all_close(errors.rel_error, jnp.stack(expected), rtol=REORDER32)
 
 

@@ -471,9 +471,19 @@ def test_mined_loss_is_zero_without_valid_triplets():
 def test_triplet_family_defaults_to_per_triplet_losses():
     e = jnp.asarray([[0.0], [1.0], [3.0], [0.5]])
     labels = jnp.asarray([0, 0, 0, 1])
-    assert losses.triplet(e[:2], e[1:3], e[2:]).shape == (2,)
-    assert losses.batch_hard_triplet(e, labels).shape == (4,)
-    assert losses.semi_hard_triplet(e, labels).shape == (16,)
+
+    @jax.jit  # one program instead of one per primitive; defaults as given
+    def defaults(e, labels):
+        return (
+            losses.triplet(e[:2], e[1:3], e[2:]),
+            losses.batch_hard_triplet(e, labels),
+            losses.semi_hard_triplet(e, labels),
+        )
+
+    per_triplet, batch_hard, semi_hard = defaults(e, labels)
+    assert per_triplet.shape == (2,)
+    assert batch_hard.shape == (4,)
+    assert semi_hard.shape == (16,)
 
 
 # --------------------------------------------------------------------- cross-entropy

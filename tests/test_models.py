@@ -23,15 +23,21 @@ from chainlab.regularizers import jacobian_penalty
 def test_flat_digits_to_logits_one_example_at_a_time(model, key):
     x = jax.random.uniform(key, (5, 64))
     params = model.init(key, x[:1])
-    logits = model.apply(params, x)
+
+    @jax.jit  # one compiled program for every quantity compared below
+    def quantities(params, x):
+        logits = model.apply(params, x)
+        single = jnp.stack([model.apply(params, row) for row in x])
+        jacobians = jax.vmap(jax.jacrev(lambda row: model.apply(params, row)))(x)
+        expected = jnp.mean(jnp.sum(jacobians**2, axis=(1, 2)))
+        penalty = jacobian_penalty(model.apply, params, x, method="exact")
+        return logits, single, expected, penalty
+
+    logits, single, expected, penalty = quantities(params, x)
     assert logits.shape == (5, 10)
     # No example sees another: one at a time gives the same logits.
-    single = jnp.stack([model.apply(params, row) for row in x])
     chex.assert_trees_all_close(logits, single, rtol=1e-5, atol=1e-6)
     # So the batched exact penalty is the mean of per-example ||jacrev||_F^2.
-    jacobians = jax.vmap(jax.jacrev(lambda row: model.apply(params, row)))(x)
-    expected = jnp.mean(jnp.sum(jacobians**2, axis=(1, 2)))
-    penalty = jacobian_penalty(model.apply, params, x, method="exact")
     chex.assert_trees_all_close(penalty, expected, rtol=1e-5)
 
 

@@ -197,7 +197,7 @@ def test_batch_norm_gradient_identities(dtype, key):
             assert measured.shape == (3,) and measured.dtype == dtype
             assert float(measured.max()) < tol
         # eps = 1 gives a clear angle, and the formula still accounts for it.
-        large = batch_norm_grad_identities(x, scale, g, eps=1.0)
+        large = identities(x, scale, g, eps=1.0)
         assert float(large.xhat_cosine.min()) > 1e-3
         assert float(large.formula_error.max()) < tol
 

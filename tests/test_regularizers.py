@@ -558,17 +558,23 @@ def test_mean_penalty_grad_closed_form_is_autodiff(x64, key, activation):
     """The batch mean of the closed form equals autodiff of the mean penalty."""
     params = _one_hidden_layer_params(key, jnp.float64)
     xs = jax.random.normal(jax.random.key(1), (3, 5), jnp.float64)
-    closed, auto = (
-        one_hidden_layer_mean_penalty_grad(
-            params, xs, activation=activation, method=method
+
+    @jax.jit  # one compiled program instead of many eager ops
+    def grads(params, xs):
+        closed, auto = (
+            one_hidden_layer_mean_penalty_grad(
+                params, xs, activation=activation, method=method
+            )
+            for method in ("closed_form", "autodiff")
         )
-        for method in ("closed_form", "autodiff")
-    )
+        per_example = [
+            one_hidden_layer_penalty_grad(params, x, activation=activation)[1]
+            for x in xs
+        ]
+        return closed, auto, jax.tree.map(lambda *g: sum(g) / len(g), *per_example)
+
+    closed, auto, mean = grads(params, xs)
     chex.assert_trees_all_close(closed, auto, rtol=RTOL_F64, atol=RTOL_F64)
-    per_example = [
-        one_hidden_layer_penalty_grad(params, x, activation=activation)[1] for x in xs
-    ]
-    mean = jax.tree.map(lambda *g: sum(g) / len(g), *per_example)
     chex.assert_trees_all_close(closed, mean, rtol=RTOL_F64)
     assert not jnp.any(closed.b2)
 

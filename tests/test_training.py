@@ -46,21 +46,27 @@ PROGRAM = textwrap.dedent(
 )
 
 
-def _curve(devices: int) -> dict:
+def _start(devices: int) -> subprocess.Popen:
     env = {**os.environ, "JAX_NUM_CPU_DEVICES": str(devices), "JAX_PLATFORMS": "cpu"}
-    out = subprocess.run(
+    return subprocess.Popen(
         [sys.executable, "-c", PROGRAM],
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        check=True,
-        timeout=300,
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _curve(process: subprocess.Popen) -> dict:
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def test_two_devices_follow_the_one_device_loss_curve():
-    one, two = _curve(1), _curve(2)
+    # Both programs run at once: each spends most of its time importing and compiling.
+    processes = _start(1), _start(2)
+    one, two = (_curve(p) for p in processes)
     assert one["devices"] == 1 and two["devices"] == 2
     np.testing.assert_allclose(two["losses"], one["losses"], rtol=DATA_PARALLEL_RTOL)
     assert one["losses"][-1] < one["losses"][0]

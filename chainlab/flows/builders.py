@@ -149,13 +149,13 @@ def glow(
 
     Example:
       >>> import jax, jax.numpy as jnp
-      >>> flow = glow((4, 4, 1), levels=2, steps=1, hidden=8)
+      >>> flow = glow((4, 4, 1), levels=2, steps=1, hidden=4)
       >>> params = flow.init(jax.random.key(0))
       >>> x = jax.random.normal(jax.random.key(1), (6, 4, 4, 1))
-      >>> params = flow.initialize(params, x)
-      >>> flow.log_prob(params, x).shape
+      >>> params = jax.jit(flow.initialize)(params, x)  # jit: one program, not many ops
+      >>> jax.jit(flow.log_prob)(params, x).shape
       (6,)
-      >>> flow.sample(params, jax.random.key(2), 3).shape
+      >>> jax.jit(flow.sample, static_argnums=2)(params, jax.random.key(2), 3).shape
       (3, 4, 4, 1)
     """
     image_shape = tuple(image_shape)
