@@ -88,17 +88,16 @@ def test_energy_rate_composes_with_jit_and_vmap(x64):
     np.testing.assert_allclose(rates, -0.3 * qs[:, 0] * jnp.cos(ts), atol=EXACT_ATOL)
 
 
+def _euler_oscillator(dt: float, steps: int):
+    """Explicit Euler on the unit oscillator from q = 1, p = 0."""
+    start = jnp.array([1.0]), jnp.array([0.0])
+    return integrate(oscillator, *start, dt=dt, steps=steps, method="euler")
+
+
 def test_euler_energy_grows_by_one_plus_dt_squared(x64):
     """Explicit Euler on the oscillator multiplies the energy by (1 + dt^2) per step."""
     dt, steps = 0.01, 1000
-    qs, ps = integrate(
-        oscillator,
-        jnp.array([1.0]),
-        jnp.array([0.0]),
-        dt=dt,
-        steps=steps,
-        method="euler",
-    )
+    qs, ps = _euler_oscillator(dt, steps)
     energy = 0.5 * (qs[:, 0] ** 2 + ps[:, 0] ** 2)
     expected = 0.5 * (1 + dt**2) ** jnp.arange(steps + 1)
     np.testing.assert_allclose(energy, expected, rtol=1e-12)
@@ -295,14 +294,7 @@ def test_one_rk4_serves_integrate_and_odeint(x64):
 
 def test_relative_energy_error_with_one_time_or_many(x64):
     dt, steps = 0.01, 50
-    qs, ps = integrate(
-        oscillator,
-        jnp.array([1.0]),
-        jnp.array([0.0]),
-        dt=dt,
-        steps=steps,
-        method="euler",
-    )
+    qs, ps = _euler_oscillator(dt, steps)
     expected = (1 + dt**2) ** jnp.arange(steps + 1) - 1  # Euler's energy gain
     error = relative_energy_error(oscillator, qs, ps)
     chex.assert_trees_all_close(error, expected, rtol=1e-10, atol=1e-15)
