@@ -16,7 +16,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent
 CACHE_DIR = os.environ.get("JAX_COMPILATION_CACHE_DIR", ROOT / ".jax_cache")
 
 # Test modules that run a shipped experiment end to end (tests/test_NAME.py).
@@ -25,7 +25,7 @@ END_TO_END_MODULES = {
 }
 
 # Toy experiments for the runner's tests; registered by those tests, not collected.
-collect_ignore = ["fixtures"]
+collect_ignore = ["tests/fixtures"]
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_compilation_cache_dir", str(CACHE_DIR))
