@@ -11,3 +11,15 @@ class ChainlabError(Exception):
 
 class ExperimentFailed(ChainlabError):
     """An experiment raised; its partial output stays in the workdir."""
+
+
+class RunInterrupted(ChainlabError):
+    """SIGINT or SIGTERM stopped a run; it can be continued from its workdir.
+
+    Attributes:
+      workdir: the run's folder, to resume.
+    """
+
+    def __init__(self, message: str, workdir):
+        super().__init__(message)
+        self.workdir = workdir

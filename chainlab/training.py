@@ -14,6 +14,8 @@ an uninterrupted one would.
 import json
 import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,8 +38,10 @@ __all__ = [
     "CallTime",
     "FitResult",
     "TrainingDiverged",
+    "TrainingInterrupted",
     "classification_loss",
     "data_mesh",
+    "default_checkpoint_every",
     "fit",
     "interleaved_median_ms",
     "make_step",
@@ -282,14 +286,34 @@ def _fit_step(
     return jax.jit(step_fn, compiler_options=compiler_options)
 
 
-class _Checkpoints:
-    """Orbax checkpoints of the training state, one folder per ``fit`` name."""
+class TrainingInterrupted(ChainlabError):
+    """SIGINT or SIGTERM stopped training; the message names the step and checkpoint."""
 
-    def __init__(self, directory: Path):
+
+def default_checkpoint_every(steps: int) -> int:
+    """Steps between checkpoints when ``fit`` picks them: four per run, and the end.
+
+    Four checkpoints lose at most a quarter of a run to a crash and cost a few
+    tenths of a second each (one orbax save of the training state); the last step is
+    always saved, so a resumed run skips fits that had finished.
+    """
+    return max(1, math.ceil(steps / 4))
+
+
+class _Checkpoints:
+    """Orbax checkpoints of one ``fit`` run: ``checkpoint_dir/<name>/<step>/``.
+
+    Orbax writes a checkpoint into a temporary folder and renames it to ``<step>``
+    only once complete, so a process killed mid-save leaves no checkpoint that
+    :meth:`latest` would return.
+    """
+
+    def __init__(self, directory: Path, every: int):
         import orbax.checkpoint as ocp
 
         self._ocp = ocp
         self.directory = directory
+        self.every = every
         self.manager = ocp.CheckpointManager(
             directory.absolute(),
             options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True),
@@ -298,9 +322,12 @@ class _Checkpoints:
     def latest(self) -> int | None:
         return self.manager.latest_step()
 
-    def save(self, step: int, state: dict) -> None:
-        self.manager.save(step, args=self._ocp.args.StandardSave(state))
+    def save(self, step: int, state: dict) -> float:
+        """Save ``state`` as ``step`` and wait until it is final; the seconds taken."""
+        start = time.perf_counter()
+        self.manager.save(step, args=self._ocp.args.StandardSave(state), force=True)
         self.manager.wait_until_finished()
+        return time.perf_counter() - start
 
     def restore(self, step: int, like: dict) -> dict:
         restored = self.manager.restore(step, args=self._ocp.args.StandardRestore(like))
@@ -310,19 +337,67 @@ class _Checkpoints:
         self.manager.close()
 
 
-def _read_history(path: Path | None, name: str, upto: int) -> list[dict]:
+def _read_records(path: Path | None) -> list[dict]:
+    """The records of a metrics file; a last line cut short by a kill is skipped."""
     if path is None or not path.exists():
         return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line]
-    return [r for r in records if r.get("run") == name and r["step"] <= upto]
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def _rewind_metrics(path: Path | None, name: str, upto: int) -> list[dict]:
+    """Drop run ``name``'s records after step ``upto`` from the metrics file (they
+    will be logged again) and return the ones kept, without their wall times."""
+    records = _read_records(path)
+    kept = [r for r in records if r.get("run") != name or r["step"] <= upto]
+    if path is not None and path.exists():
+        _atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+    history = [r for r in kept if r.get("run") == name and r["split"] != "checkpoint"]
+    return [{k: v for k, v in r.items() if k != "time"} for r in history]
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
 
 
 def _append_record(path: Path, record: dict) -> None:
-    """Append one JSON line (numpy and jax scalars as plain numbers)."""
+    """Append one JSON line (numpy and jax scalars as plain numbers, the wall time)."""
     plain = {k: v if isinstance(v, str) else float(v) for k, v in record.items()}
     plain["step"] = int(record["step"])
+    plain["time"] = round(time.time(), 3)
     with open(path, "a") as stream:
         stream.write(json.dumps(plain) + "\n")
+
+
+class _StopSignals:
+    """While active (main thread only): SIGINT and SIGTERM set ``received`` instead of
+    stopping the process, so the loop can checkpoint and stop between steps."""
+
+    def __init__(self, active: bool):
+        self.active = active and threading.current_thread() is threading.main_thread()
+        self.received: str | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> "_StopSignals":
+        if self.active:
+            for number in (signal.SIGINT, signal.SIGTERM):
+                self._previous[number] = signal.signal(number, self._receive)
+        return self
+
+    def _receive(self, number, frame) -> None:
+        del frame
+        self.received = signal.Signals(number).name
+
+    def __exit__(self, *exc) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
 
 
 def fit(
@@ -339,7 +414,7 @@ def fit(
     eval_every: int = 0,
     select_best: str | None = None,
     log_every: int = 50,
-    checkpoint_every: int = 0,
+    checkpoint_every: int | None = None,
     metrics_path: str | Path | None = None,
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
@@ -363,33 +438,42 @@ def fit(
         ``best_params`` (early stopping without stopping).
       log_every: steps between metric records (the only host syncs besides eval and
         checkpoints).
-      checkpoint_every: steps between orbax checkpoints (0: none); needs
-        ``checkpoint_dir``.
-      metrics_path: a JSON-lines file each logged record is appended to.
-      checkpoint_dir: where orbax checkpoints go (one subfolder per ``name``).
-      resume: continue from the latest checkpoint of this ``name`` in
-        ``checkpoint_dir``, taking the history logged up to it from ``metrics_path``.
+      checkpoint_every: steps between orbax checkpoints; the last step is saved too.
+        ``None`` (default) takes :func:`default_checkpoint_every` when a
+        ``checkpoint_dir`` is given; 0 turns checkpoints off.
+      metrics_path: a JSON-lines file each logged record is appended to, with its
+        wall time (``time``, seconds since the epoch); checkpoints add a
+        ``split="checkpoint"`` record with the ``seconds`` the save took.
+      checkpoint_dir: where orbax checkpoints go (``checkpoint_dir/<name>/<step>/``).
+      resume: continue from the latest complete checkpoint of this ``name`` in
+        ``checkpoint_dir``; the metrics file's records of ``name`` after it are
+        dropped (they are logged again), so each step appears once. Without a
+        checkpoint, training starts over.
       name: tells apart several ``fit`` calls of one experiment.
       compiler_options: XLA options for the jitted step (``jax.jit``'s
         ``compiler_options``), e.g. :func:`chainlab.compilation.eigen_matmul_options`.
+
+    With checkpoints on, SIGINT and SIGTERM stop training between two steps: the
+    state is saved and :class:`TrainingInterrupted` raised. Determinism makes a
+    resumed run take exactly the steps of an uninterrupted one: on one machine its
+    parameters are bit-identical.
 
     Raises:
       TypeError: a count (steps, log_every, eval_every, checkpoint_every) that is
         not an integer.
       ValueError: a bad argument (steps or log_every below 1, batch size, evaluation
-        settings, checkpoints
-        without a checkpoint_dir, compiler options the compiler rejects).
+        settings, checkpoints without a checkpoint_dir, a checkpoint_dir that holds
+        checkpoints of ``name`` without ``resume``, compiler options the compiler
+        rejects).
       TrainingDiverged: the loss became non-finite; the last good checkpoint is kept.
+      TrainingInterrupted: SIGINT or SIGTERM arrived; a checkpoint was saved.
     """
-    check_at_least("steps", steps, 1)
-    check_at_least("log_every", log_every, 1)
-    check_at_least("eval_every", eval_every, 0)
-    check_at_least("checkpoint_every", checkpoint_every, 0)
-    n = _dataset_size(data)
-    if not 0 < batch_size <= n:
-        raise ValueError(
-            f"batch_size must be in 1..{n} (dataset size), got {batch_size}"
+    n = _check_fit_arguments(steps, batch_size, data, log_every, eval_every)
+    if checkpoint_every is None:
+        checkpoint_every = (
+            0 if checkpoint_dir is None else default_checkpoint_every(steps)
         )
+    check_at_least("checkpoint_every", checkpoint_every, 0)
     mesh = data_mesh()
     if batch_size % mesh.size:
         raise ValueError(
@@ -415,9 +499,20 @@ def fit(
     best = {"params": params, "step": 0, "value": math.inf}
     start, history = 0, []
     checkpoints = None
-    if checkpoint_dir is not None and checkpoint_every:
-        checkpoints = _Checkpoints(Path(checkpoint_dir) / name)
-        latest = checkpoints.latest() if resume else None
+    if checkpoint_every:
+        checkpoints = _Checkpoints(Path(checkpoint_dir) / name, checkpoint_every)
+        latest = checkpoints.latest()
+        if latest is not None and not resume:
+            checkpoints.close()
+            raise ValueError(
+                f"{checkpoints.directory} already holds checkpoints of {name!r}: pass "
+                "resume=True to continue that run, or another checkpoint_dir or name"
+            )
+        if resume:
+            start, history = (
+                latest or 0,
+                _rewind_metrics(metrics_path, name, latest or 0),
+            )
         if latest is not None:
             state = checkpoints.restore(latest, _state(params, opt_state, best))
             params, opt_state = state["params"], state["opt_state"]
@@ -426,12 +521,12 @@ def fit(
                 "step": int(state["best_step"]),
                 "value": float(state["best_value"]),
             }
-            start, history = latest, _read_history(metrics_path, name, latest)
 
     pending: list[tuple[int, dict]] = []
 
     def record(entry: dict) -> None:
-        history.append(entry)
+        if entry["split"] != "checkpoint":
+            history.append(entry)
         if metrics_path is not None:
             _append_record(metrics_path, entry)
 
@@ -451,36 +546,51 @@ def fit(
         bar.set_postfix(loss=f"{means['loss']:.4g}", refresh=False)
         pending.clear()
 
+    def save(step: int) -> None:
+        flush(step)
+        seconds = checkpoints.save(step, _state(params, opt_state, best))
+        record({"step": step, "run": name, "split": "checkpoint", "seconds": seconds})
+
     bar = progress(total=steps, desc=name, initial=start)
+    stop = _StopSignals(active=checkpoints is not None)
     try:
-        for step in range(start, steps):
-            indices = _batch_indices(step, n, batch_size, seed)
-            indices = jax.make_array_from_callback(
-                indices.shape, batch_sharding, lambda index, i=indices: i[index]
-            )
-            params, opt_state, metrics = step_fn(params, opt_state, data, indices, step)
-            pending.append((step + 1, metrics))
-            bar.update()
-            done = step + 1
-            if done % log_every == 0 or done == steps:
-                flush(done)
-            if (
-                eval_fn is not None
-                and eval_every
-                and (done % eval_every == 0 or done == steps)
-            ):
-                flush(done)
-                values = {k: float(v) for k, v in eval_fn(params).items()}
-                record({"step": done, "run": name, "split": "eval", **values})
-                if select_best is not None and values[select_best] < best["value"]:
-                    best = {
-                        "params": params,
-                        "step": done,
-                        "value": values[select_best],
-                    }
-            if checkpoints is not None and done % checkpoint_every == 0:
-                flush(done)
-                checkpoints.save(done, _state(params, opt_state, best))
+        with stop:
+            for step in range(start, steps):
+                indices = _batch_indices(step, n, batch_size, seed)
+                indices = jax.make_array_from_callback(
+                    indices.shape, batch_sharding, lambda index, i=indices: i[index]
+                )
+                params, opt_state, metrics = step_fn(
+                    params, opt_state, data, indices, step
+                )
+                pending.append((step + 1, metrics))
+                bar.update()
+                done = step + 1
+                if done % log_every == 0 or done == steps:
+                    flush(done)
+                if (
+                    eval_fn is not None
+                    and eval_every
+                    and (done % eval_every == 0 or done == steps)
+                ):
+                    flush(done)
+                    values = {k: float(v) for k, v in eval_fn(params).items()}
+                    record({"step": done, "run": name, "split": "eval", **values})
+                    if select_best is not None and values[select_best] < best["value"]:
+                        best = {
+                            "params": params,
+                            "step": done,
+                            "value": values[select_best],
+                        }
+                if checkpoints is not None and (
+                    done % checkpoint_every == 0 or done == steps or stop.received
+                ):
+                    save(done)
+                if stop.received:
+                    raise TrainingInterrupted(
+                        f"{name}: {stop.received} at step {done} of {steps}; "
+                        f"checkpoint saved in {checkpoints.directory / str(done)}"
+                    )
     finally:
         bar.close()
         if checkpoints is not None:
@@ -488,6 +598,19 @@ def fit(
     if select_best is None:
         best = {"params": params, "step": steps}
     return FitResult(params, opt_state, steps, history, best["params"], best["step"])
+
+
+def _check_fit_arguments(steps, batch_size, data, log_every, eval_every) -> int:
+    """Validate ``fit``'s counts; the dataset size."""
+    check_at_least("steps", steps, 1)
+    check_at_least("log_every", log_every, 1)
+    check_at_least("eval_every", eval_every, 0)
+    n = _dataset_size(data)
+    if not 0 < batch_size <= n:
+        raise ValueError(
+            f"batch_size must be in 1..{n} (dataset size), got {batch_size}"
+        )
+    return n
 
 
 def _checkpoint_hint(checkpoints: "_Checkpoints | None") -> str:
@@ -504,6 +627,8 @@ def _state(params: Params, opt_state: Any, best: dict) -> dict:
         "params": params,
         "opt_state": opt_state,
         "best_params": best["params"],
-        "best_step": jnp.asarray(best["step"]),
-        "best_value": jnp.asarray(best["value"], dtype=jnp.float32),
+        # Host numpy scalars: a float64 best value restores exactly, so a resumed
+        # run selects the same best step as an uninterrupted one.
+        "best_step": np.asarray(best["step"], dtype=np.int64),
+        "best_value": np.asarray(best["value"], dtype=np.float64),
     }

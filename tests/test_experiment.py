@@ -9,7 +9,7 @@ import pytest
 import chainlab.runner.configs
 import chainlab.runner.experiments
 from chainlab import runner
-from chainlab.errors import ChainlabError, ExperimentFailed
+from chainlab.errors import ChainlabError, ExperimentFailed, RunInterrupted
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -163,15 +163,42 @@ def test_nan_guard_names_the_step_and_keeps_last_good_checkpoint(toy, tmp_path):
     assert kept, "the last good checkpoint must survive the divergence"
 
 
+def _metric_keys(workdir: Path) -> list[tuple]:
+    lines = (workdir / "metrics.jsonl").read_text().splitlines()
+    return [(r["run"], r["split"], r["step"]) for r in map(json.loads, lines)]
+
+
 def test_resume_reproduces_an_uninterrupted_run(toy, tmp_path):
     full = runner.run("toy", workdir=tmp_path / "full")
+    full_keys = _metric_keys(tmp_path / "full")
     partial = tmp_path / "partial"
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(RunInterrupted, match=r"workdir=.*partial', resume=True\)"):
         runner.run("toy", workdir=partial, overrides={"crash_at_step": 35})
     assert (partial / "checkpoints" / "train" / "30").is_dir()
+    assert ("train", "train", 35) in _metric_keys(partial)  # logged, not checkpointed
     resumed = runner.run("toy", workdir=partial, resume=True)
     assert resumed["w"] == full["w"]
     assert resumed["final_loss"] == full["final_loss"]
+    keys = _metric_keys(partial)
+    assert len(keys) == len(set(keys))
+    # The interrupted run evaluates every 35 steps, the full one at the end only.
+    assert {k for k in keys if k[1] != "eval"} == {
+        k for k in full_keys if k[1] != "eval"
+    }
+    assert "resumed from its last checkpoints" in (partial / "report.md").read_text()
+
+
+def test_resume_skips_finished_training(toy, tmp_path):
+    """The last step is checkpointed: resuming a finished run trains nothing."""
+    workdir = tmp_path / "run"
+    first = runner.run("toy", workdir=workdir, overrides={"checkpoint_every": 7})
+    assert sorted(p.name for p in (workdir / "checkpoints" / "train").iterdir()) == [
+        "56",
+        "60",
+    ]
+    lines = (workdir / "metrics.jsonl").read_text()
+    assert runner.run("toy", workdir=workdir, resume=True) == first
+    assert (workdir / "metrics.jsonl").read_text() == lines
 
 
 def test_resume_refuses_a_different_config(toy, tmp_path):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -14,7 +15,14 @@ import optax
 import pytest
 
 from chainlab.compilation import eigen_matmul_options
-from chainlab.training import fit, interleaved_median_ms, make_step, median_step_ms
+from chainlab.training import (
+    TrainingInterrupted,
+    default_checkpoint_every,
+    fit,
+    interleaved_median_ms,
+    make_step,
+    median_step_ms,
+)
 
 # Summation order differs when the batch is split over devices: float32 round-off.
 DATA_PARALLEL_RTOL = 1e-5
@@ -169,6 +177,64 @@ def test_fit_compiles_its_step_once(tmp_path):
     assert result.step == 12 and result.best_step == 12
     assert sorted(int(p.name) for p in (tmp_path / "train").iterdir()) == [8, 12]
     chex.clear_trace_counter()
+
+
+def _checkpointed(tmp_path, **kwargs):
+    """A 12-step :func:`_fit_problem` with checkpoints and metrics in ``tmp_path``."""
+    options = {"checkpoint_dir": tmp_path, "metrics_path": tmp_path / "m.jsonl"}
+    return _fit_problem(steps=12, log_every=2, **options, **kwargs)
+
+
+def _records(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_fit_checkpoints_four_times_by_default_and_refuses_to_overwrite(tmp_path):
+    assert default_checkpoint_every(12) == 3 and default_checkpoint_every(1) == 1
+    _checkpointed(tmp_path)
+    assert sorted(int(p.name) for p in (tmp_path / "train").iterdir()) == [9, 12]
+    records = _records(tmp_path / "m.jsonl")
+    seconds = [r["seconds"] for r in records if r["split"] == "checkpoint"]
+    assert len(seconds) == 4 and min(seconds) > 0
+    with pytest.raises(ValueError, match="already holds checkpoints of 'train'"):
+        _checkpointed(tmp_path)
+
+
+def test_sigint_checkpoints_and_resume_is_bit_identical(tmp_path):
+    """A SIGINT during training saves the state and raises; resuming continues to
+    the very parameters of an uninterrupted run, logging each step once. A kill in
+    the middle of appending a metrics line or of writing a checkpoint (orbax's
+    temporary folder) does not stop the resume."""
+    full = _checkpointed(tmp_path / "full")
+
+    def interrupt(params):
+        os.kill(os.getpid(), signal.SIGINT)
+        return {"norm": jnp.sum(params**2)}
+
+    run = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted, match="SIGINT at step 5 of 12; checkpoint"):
+        _checkpointed(run, eval_fn=interrupt, eval_every=5)
+    assert (run / "train" / "5").is_dir()
+    with open(run / "m.jsonl", "a") as stream:
+        stream.write('{"step": 6, "run": "tr')  # cut short by a kill
+    (run / "train" / "9.orbax-checkpoint-tmp-1").mkdir()  # an unfinished save
+    resumed = _checkpointed(run, resume=True)
+    assert (
+        jax.device_get(resumed.params).tobytes()
+        == jax.device_get(full.params).tobytes()
+    )
+    keys = [(r["split"], r["step"]) for r in _records(run / "m.jsonl")]
+    assert len(keys) == len(set(keys))
+    # The interrupted run also logged its partial window and checkpoint at step 5.
+    full_keys = {
+        (r["split"], r["step"]) for r in _records(tmp_path / "full" / "m.jsonl")
+    }
+    assert set(keys) - full_keys == {("eval", 5), ("train", 5), ("checkpoint", 5)}
+
+    def train_steps(result):
+        return [r["step"] for r in result.history if r["split"] == "train"]
+
+    assert train_steps(resumed) == sorted({*train_steps(full), 5})
 
 
 def test_fit_takes_the_make_step_step():

@@ -9,14 +9,17 @@
     chainlab reproduce [--variant V] [--only NAME ...] [--workdir DIR]
 
 Problems with the request print one line on stderr and exit with status 2; a failed
-experiment exits with status 1 after saying where its partial output is.
+experiment exits with status 1 after saying where its partial output is. Ctrl-C
+(SIGINT) or SIGTERM during a run checkpoints the training in progress, prints the
+command that resumes it, and exits with status 130.
 """
 
 import argparse
 import json
+import signal
 import sys
 
-from chainlab.errors import ChainlabError, ExperimentFailed
+from chainlab.errors import ChainlabError, ExperimentFailed, RunInterrupted
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -111,17 +114,32 @@ def _run(args: argparse.Namespace) -> int:
     overrides = parse_assignments(args.assignments)
     workdir = args.workdir or default_workdir(args.name)
     maybe_initialize_distributed()
-    results = run(
-        args.name,
-        variant=args.variant,
-        overrides=overrides,
-        config_file=args.config_file,
-        workdir=workdir,
-        resume=args.resume,
-    )
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        results = run(
+            args.name,
+            variant=args.variant,
+            overrides=overrides,
+            config_file=args.config_file,
+            workdir=workdir,
+            resume=args.resume,
+        )
+    except RunInterrupted as error:
+        reason = str(error).split(";")[0]
+        print(
+            f"chainlab: {reason}; resume with: chainlab run {args.name} "
+            f"--workdir {error.workdir} --resume",
+            file=sys.stderr,
+        )
+        return 130
     print(json.dumps(results, indent=2))
     print(f"chainlab: results and report.md in {workdir}", file=sys.stderr)
     return 0
+
+
+def _raise_keyboard_interrupt(number, frame) -> None:
+    """SIGTERM handled as Ctrl-C: training checkpoints, files are closed properly."""
+    raise KeyboardInterrupt(signal.Signals(number).name)
 
 
 def _reproduce(args: argparse.Namespace) -> int:

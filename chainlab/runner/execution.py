@@ -17,9 +17,10 @@ from typing import Any
 
 import ml_collections
 
-from chainlab.errors import ChainlabError, ExperimentFailed
+from chainlab.errors import ChainlabError, ExperimentFailed, RunInterrupted
 from chainlab.runner.registry import describe, experiment_module, get_config
-from chainlab.runner.workdir import Workdir, to_json, versions, write_json
+from chainlab.runner.workdir import Workdir, to_json, versions, write_json, write_text
+from chainlab.training import TrainingInterrupted
 
 __all__ = ["default_workdir", "prepare_workdir", "run"]
 
@@ -84,6 +85,8 @@ def run(
     Raises:
       ChainlabError: for anything wrong with the request; also when the experiment
         itself fails, after writing what it had into the workdir.
+      RunInterrupted: SIGINT or SIGTERM (or Ctrl-C) stopped the run; training saved
+        a checkpoint and ``resume=True`` continues it.
     """
     module = experiment_module(name)
     config = get_config(name, variant, overrides=overrides, config_file=config_file)
@@ -103,34 +106,43 @@ def run(
     start = time.perf_counter()
     try:
         results = module.run(config, work)
-    except Exception as error:
+    except (Exception, KeyboardInterrupt) as error:
         elapsed = time.perf_counter() - start
-        (path / "error.txt").write_text(traceback.format_exc())
+        write_text(path / "error.txt", traceback.format_exc())
         reason = f"{type(error).__name__}: {error}".splitlines()[0]
-        header = _header(variant, seed, elapsed, failed=True)
+        header = _header(variant, seed, elapsed, resumed=resume, failed=True)
         _write_report(path, work.render_report(title, header, failure=reason))
+        if isinstance(error, TrainingInterrupted | KeyboardInterrupt):
+            raise RunInterrupted(
+                f"experiment {name} interrupted ({reason}); continue it with "
+                f"chainlab.run({name!r}, workdir={str(path)!r}, resume=True)",
+                workdir=path,
+            ) from error
         raise ExperimentFailed(
             f"experiment {name} failed: {reason} (partial output kept in {path}, "
             "traceback in error.txt)"
         ) from error
     elapsed = time.perf_counter() - start
     write_json(path / "results.json", results)
-    header = _header(variant, seed, elapsed, failed=False)
+    header = _header(variant, seed, elapsed, resumed=resume, failed=False)
     _write_report(path, work.render_report(title, header))
     return to_json(results)
 
 
-def _header(variant: str, seed: int, elapsed: float, *, failed: bool) -> str:
+def _header(
+    variant: str, seed: int, elapsed: float, *, resumed: bool, failed: bool
+) -> str:
     shown = variant or "default (paper scale)"
     state = "failed after" if failed else "finished in"
-    return f"variant: {shown} · seed: {seed} · {state} {elapsed:.1f} s"
+    how = " · resumed from its last checkpoints" if resumed else ""
+    return f"variant: {shown} · seed: {seed}{how} · {state} {elapsed:.1f} s"
 
 
 def _write_report(path: Path, text: str) -> None:
     report = path / "report.md"
     if report.exists():  # a resumed run keeps the earlier report beside the new one
         shutil.copy(report, path / f"report.{int(time.time())}.md")
-    report.write_text(text)
+    write_text(report, text)
 
 
 def _use_compilation_cache() -> None:

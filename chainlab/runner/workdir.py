@@ -15,7 +15,9 @@ non-empty workdir unless asked to ``--resume`` it.
 """
 
 import json
+import os
 import platform
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +27,7 @@ import numpy as np
 
 from chainlab.runner.report import Check, make_check, markdown_table, to_json
 
-__all__ = ["Workdir", "to_json", "versions", "write_json"]
+__all__ = ["Workdir", "to_json", "versions", "write_json", "write_text"]
 
 
 @dataclass
@@ -57,16 +59,27 @@ class Workdir:
         }
 
     def log_metrics(self, step: int, metrics: Mapping[str, Any]) -> None:
-        """Append ``{"step": step, **metrics}`` as one line of ``metrics.jsonl``."""
+        """Append ``{"step": step, **metrics, "time": now}`` as one line of
+        ``metrics.jsonl``, unless a resumed run logged that step (same ``run`` and
+        ``split``) before its interruption."""
         record = {"step": int(step), **to_json(dict(metrics))}
-        with open(self.path / "metrics.jsonl", "a") as stream:
+        path = self.path / "metrics.jsonl"
+        if self.resume and path.exists():
+            key = _record_key(record)
+            for line in path.read_text().splitlines():
+                if line.startswith("{") and _record_key(json.loads(line)) == key:
+                    return
+        record["time"] = round(time.time(), 3)
+        with open(path, "a") as stream:
             stream.write(json.dumps(record) + "\n")
 
     def save_figure(self, figure, name: str, *, caption: str = "") -> Path:
         """Save a matplotlib figure as ``name.png`` and show it in the report."""
         filename = name if name.endswith(".png") else f"{name}.png"
         target = self.path / filename
-        figure.savefig(target, dpi=110)
+        temporary = target.with_name(f".{filename}.tmp.png")
+        figure.savefig(temporary, dpi=110)
+        os.replace(temporary, target)
         self.sections.append(f"![{caption or name}]({filename})")
         if caption:
             self.sections.append(f"*{caption}*")
@@ -100,9 +113,21 @@ class Workdir:
         return "\n".join(lines)
 
 
+def _record_key(record: Mapping[str, Any]) -> tuple:
+    return record.get("step"), record.get("run"), record.get("split")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` atomically: a kill leaves the old file or the new, never half."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
 def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as indented JSON (non-finite floats as ``NaN``/``Infinity``)."""
-    path.write_text(json.dumps(to_json(data), indent=2) + "\n")
+    """Write ``data`` as indented JSON (non-finite floats as ``NaN``/``Infinity``),
+    atomically."""
+    write_text(path, json.dumps(to_json(data), indent=2) + "\n")
 
 
 def versions(seed: int) -> dict[str, Any]:
