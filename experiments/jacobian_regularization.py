@@ -12,7 +12,7 @@ of the strength (paper scale); the estimators' moments against their closed form
 the closed-form penalty gradient of a one-hidden-layer network against autodiff.
 """
 
-from functools import partial
+from functools import cache, partial
 
 import jax
 import jax.numpy as jnp
@@ -21,26 +21,19 @@ import numpy as np
 import optax
 
 from chainlab import regularizers as reg
-from chainlab import robustness
+from chainlab import robustness, training
 from chainlab.compilation import eigen_matmul_options
 from chainlab.data import digits_for_classifier
-from chainlab.losses import cross_entropy
 from chainlab.models import MLP, ConvNet, dense_layers
-from chainlab.runner.figures import curve_panels
-from chainlab.runner.plotting import new_figure
+from chainlab.runner.figures import curve_panels, estimator_panels
 from chainlab.runner.report import make_check, markdown_table
 from chainlab.runner.workdir import Workdir
-from chainlab.training import (
-    classification_loss,
-    fit,
-    interleaved_median_ms,
-    make_step,
-    median_step_ms,
-)
 from chainlab.validation import check_at_least
 
 PAPER = "Hoffman et al. 2019"
 BENCHMARK = "benchmarks/jacobian_vs_pytorch.py"
+MATRIX_CALCULUS = "matrix calculus (Petersen & Pedersen 2012)"
+UNBIASED = "E[C ||v^T J||^2] = E[||J u||^2] = ||J||_F^2"
 MODES = ("none", "exact", "projection")
 ESTIMATORS = ("projection", "forward_projection")
 NUM_CLASSES = 10
@@ -77,17 +70,10 @@ def _model(config):
 def _loss_fn(apply, mode, config, strength):
     """Cross-entropy + strength * mean ||J||_F^2 (logits from the penalty's pass)."""
     if mode == "none":
-        return classification_loss(apply)
-    options = {"method": mode, "num_projections": config.num_projections}
-
-    def penalised(params, batch, key):
-        x, y = batch
-        logits, r = reg.jacobian_penalty(
-            apply, params, x, key=key, return_outputs=True, **options
-        )
-        return jnp.mean(cross_entropy(logits, y)) + strength * r
-
-    return penalised
+        return training.classification_loss(apply)
+    return reg.penalized_classification_loss(
+        apply, strength=strength, method=mode, num_projections=config.num_projections
+    )
 
 
 def _compiler_options(config) -> dict[str, str]:
@@ -97,7 +83,7 @@ def _compiler_options(config) -> dict[str, str]:
 def _train_and_evaluate(config, model, split, mode, strength, seed, workdir):
     """Train one model with ``fit``; its parameters and test-split measurements."""
     name = mode + (f"_s{strength:g}" if mode != "none" else "") + f"_seed{seed}"
-    params = fit(
+    params = training.fit(
         _loss_fn(model.apply, mode, config, strength),
         model.init(jax.random.key(seed), split.x_train[:1]),
         optax.adam(config.learning_rate),
@@ -111,7 +97,6 @@ def _train_and_evaluate(config, model, split, mode, strength, seed, workdir):
         **workdir.fit_options,
     ).params
     x, y = jnp.asarray(split.x_test), jnp.asarray(split.y_test)
-    sensitivity = robustness.sensitivity(model.apply, params, x, y)
     curves = robustness.accuracy_curves(
         model.apply,
         params,
@@ -124,13 +109,14 @@ def _train_and_evaluate(config, model, split, mode, strength, seed, workdir):
         pgd_steps=config.pgd_steps,
         bounds=(0.0, 1.0),
     )
+    sensitivity = robustness.sensitivity(model.apply, params, x, y)
+    noise = curves.pop("gaussian")  # at config.noise_sigma, then config.noise_sigmas
     return params, {
         "test_accuracy": float(robustness.accuracy(model.apply, params, x, y)),
         **{k: float(v) for k, v in sensitivity.items()},
-        "noise_accuracy": curves["gaussian"][0],
-        "gaussian": curves["gaussian"][1:],
-        "fgsm": curves["fgsm"],
-        "pgd": curves["pgd"],
+        "noise_accuracy": noise[0],
+        "gaussian": noise[1:],
+        **curves,
     }
 
 
@@ -142,27 +128,27 @@ def _step_times(config, model, split) -> dict:
     args = (params, optimizer.init(params), batch, jax.random.key(0))
     options = _compiler_options(config)
 
-    def call(mode):
+    def step(mode):
         loss_fn = _loss_fn(model.apply, mode, config, config.strength)
-        return partial(make_step(loss_fn, optimizer, compiler_options=options), *args)
+        return training.make_step(loss_fn, optimizer, compiler_options=options)
 
-    calls = {mode: call(mode) for mode in MODES}
+    calls = {mode: partial(step(mode), *args) for mode in MODES}
     rounds = [
-        interleaved_median_ms(calls, config.timing_repeats, TIMING_BLOCK)
+        training.interleaved_median_ms(calls, config.timing_repeats, TIMING_BLOCK)
         for _ in range(TIMING_ROUNDS)
     ]
-    times = {mode: np.asarray([r[mode].wall_ms for r in rounds]) for mode in MODES}
+    ms = {mode: np.asarray([r[mode].wall_ms for r in rounds]) for mode in MODES}
     # Ratios per round (both steps timed over the same stretch); the worst one counts.
-    step_ratios = times["projection"] / times["none"]
+    ratios = ms["projection"] / ms["none"]
     return {
         "per_mode": {
-            mode: {"step_ms": float(np.median(t)), "step_ms_rounds": t.tolist()}
-            for mode, t in times.items()
+            m: {"step_ms": float(np.median(t)), "step_ms_rounds": t.tolist()}
+            for m, t in ms.items()
         },
         "compiler_options": options,
-        "projection_over_plain_step": float(np.max(step_ratios)),
-        "projection_over_plain_step_rounds": step_ratios.tolist(),
-        "exact_over_plain_step": float(np.median(times["exact"] / times["none"])),
+        "projection_over_plain_step": float(np.max(ratios)),
+        "projection_over_plain_step_rounds": ratios.tolist(),
+        "exact_over_plain_step": float(np.median(ms["exact"] / ms["none"])),
     }
 
 
@@ -186,47 +172,31 @@ def _estimator_study(config, model, params, x_test) -> dict:
 
 
 def _closed_form_check(config, x_test) -> dict:
-    """Mean dR/dparams of a one-hidden-layer tanh MLP: matrix calculus vs autodiff."""
-    init = MLP((config.closed_form_hidden, NUM_CLASSES)).init(
-        jax.random.key(config.seed), jnp.asarray(x_test[:1])
-    )
+    """Mean dR/dparams of a one-hidden-layer tanh MLP, matrix calculus against
+    autodiff in float32 and float64, and the time of each."""
+    mlp = MLP((config.closed_form_hidden, NUM_CLASSES))
+    init = mlp.init(jax.random.key(config.seed), jnp.asarray(x_test[:1]))
     init = reg.OneHiddenLayer.from_layers(dense_layers(init))
-    grad = reg.one_hidden_layer_mean_penalty_grad
-    fns = {m: jax.jit(partial(grad, method=m)) for m in ("autodiff", "closed_form")}
     out = {}
     for dtype in CLOSED_FORM_TOL:
         with jax.enable_x64(dtype == "float64"):
             params = jax.tree.map(lambda a, dtype=dtype: a.astype(dtype), init)
             xs = jnp.asarray(x_test[: config.closed_form_examples], dtype)
-            # GPUs multiply float32 in TF32 by default: compare at full precision.
-            with jax.default_matmul_precision("highest"):
-                a, c = (fn(params, xs) for fn in fns.values())
-            errors = {
-                n: float(jnp.linalg.norm(c[i] - a[i]) / jnp.linalg.norm(a[i]))
-                for i, n in enumerate(("w1", "b1", "w2"))
-            }
-            out[dtype] = {
-                "relative_error": errors,
-                "max_relative_error": max(errors.values()),
-                "b2_max_abs": float(jnp.max(jnp.abs(c.b2)) + jnp.max(jnp.abs(a.b2))),
-            }
-            for name, fn in fns.items():
-                out[dtype][f"{name}_ms"] = median_step_ms(fn, params, xs, repeats=10)
+            out[dtype] = reg.one_hidden_layer_grad_errors(params, xs)
+            for method in ("autodiff", "closed_form"):
+                grad = partial(reg.one_hidden_layer_mean_penalty_grad, method=method)
+                ms = training.median_step_ms(jax.jit(grad), params, xs, repeats=10)
+                out[dtype][f"{method}_ms"] = ms
     return out
 
 
 def _figures(config, results, study, workdir) -> None:
-    def by_mode(curve):
-        return {mode: results[mode][curve] for mode in MODES}
-
+    curves = {c: {m: results[m][c] for m in MODES} for c in ("gaussian", "fgsm", "pgd")}
+    epsilons = config.attack_epsilons
     panels = [
-        ("Gaussian noise sigma", config.noise_sigmas, by_mode("gaussian")),
-        ("FGSM epsilon (L-inf)", config.attack_epsilons, by_mode("fgsm")),
-        (
-            f"PGD-{config.pgd_steps} epsilon (L-inf)",
-            config.attack_epsilons,
-            by_mode("pgd"),
-        ),
+        ("Gaussian noise sigma", config.noise_sigmas, curves["gaussian"]),
+        ("FGSM epsilon (L-inf)", epsilons, curves["fgsm"]),
+        (f"PGD-{config.pgd_steps} epsilon (L-inf)", epsilons, curves["pgd"]),
     ]
     figure = curve_panels(
         panels, ylabel="test accuracy", ylim=(0, 1.02), legend_title="penalty"
@@ -235,94 +205,74 @@ def _figures(config, results, study, workdir) -> None:
     workdir.save_figure(
         figure, "robustness", caption=caption + "one curve per penalty."
     )
-    figure, (left, right) = new_figure(1, 2, size=(11.0, 4.0))
-    ns = study["projection"]["num_projections"]
-    for method, color in zip(ESTIMATORS, ("C0", "C1"), strict=True):
-        moments = study[method]
-        mean = np.asarray(moments["mean"])[:, 0]
-        std = np.sqrt(np.asarray(moments["variance"])[:, 0])
-        left.fill_between(ns, mean - std, mean + std, color=color, alpha=0.2)
-        left.plot(ns, mean, marker="o", color=color, label=f"{method}: mean +- std")
-        right.loglog(ns, moments["relative_variance"], "o", color=color)
-        label = f"{method}: empirical (dots), closed form (line)"
-        right.loglog(
-            ns, moments["predicted_relative_variance"], color=color, label=label
-        )
-    left.axhline(study["projection"]["exact"][0], color="k", ls="--", label="exact")
-    left.set(xscale="log", xlabel="num_projections", ylabel="||J||_F^2, example 0")
-    right.set(xlabel="num_projections", ylabel="Var[estimate] / exact^2")
-    left.legend(fontsize=8), right.legend(fontsize=8)
+    estimates = {method: study[method] for method in ESTIMATORS}
+    figure = estimator_panels(estimates, ylabel="||J||_F^2, example 0")
     caption = "Left: estimates of ||J||_F^2 (mean +- std over keys) against the exact "
     caption += "value. Right: variance relative to exact^2 vs num_projections."
     workdir.save_figure(figure, "estimator_variance", caption=caption)
 
 
-def _checks(config, results, study, closed, workdir) -> None:
-    none, proj = results["none"], results["projection"]
+def _check(measured, source: str, **threshold) -> dict:
+    """The keywords of ``Workdir.check``: ``measured``, ``source``, one threshold."""
+    return {"measured": measured, "source": source, **threshold}
+
+
+def _checks(config, results, study, closed) -> dict[str, dict]:
+    """The report's rows, ``{name: Workdir.check keywords}``: the training goals first,
+    reported as info unless ``config.judge_training_goals``."""
+    none, exact, proj = (results[mode] for mode in MODES)
     speed = {"at_most": STEP_RATIO_TARGET}  # the speed goal is set for the MLP
     if config.architecture != "mlp":
         speed = {"info": "goal set for the MLP only"}
-    sigma = config.noise_sigma
-    goals = {  # name: measured, source, threshold
-        "||J||_F reduction, none / projection (n_proj=1)": (
-            results["jacobian_reduction"],
-            PAPER,
-            {"at_least": REDUCTION_TARGET},
+    gain = proj["noise_accuracy"] - none["noise_accuracy"]
+    goals = {
+        "||J||_F reduction, none / projection (n_proj=1)": _check(
+            results["jacobian_reduction"], PAPER, at_least=REDUCTION_TARGET
         ),
-        "clean accuracy drop with projection penalty (points)": (
-            results["accuracy_drop_points"],
-            PAPER,
-            {"at_most": ACCURACY_DROP_TARGET},
+        "clean accuracy drop with projection penalty (points)": _check(
+            results["accuracy_drop_points"], PAPER, at_most=ACCURACY_DROP_TARGET
         ),
-        f"projection step / plain step (worst of {TIMING_ROUNDS} rounds)": (
-            results["projection_over_plain_step"],
-            BENCHMARK,
-            speed,
+        f"projection step / plain step (worst of {TIMING_ROUNDS} rounds)": _check(
+            results["projection_over_plain_step"], BENCHMARK, **speed
         ),
-        f"accuracy gain under noise sigma={sigma}, projection - none": (
-            proj["noise_accuracy"] - none["noise_accuracy"],
-            PAPER,
-            {"above": 0.0},
+        f"accuracy gain under noise sigma={config.noise_sigma}, projection - none": (
+            _check(gain, PAPER, above=0.0)
         ),
     }
-    for name, (measured, source, threshold) in goals.items():
-        if not config.judge_training_goals:  # judged at full length only
-            target = make_check(name, measured, source=source, **threshold).target
-            threshold = {"info": f"{target} at paper scale"}
-        workdir.check(name, measured, source=source, **threshold)
-    workdir.check(
-        "mean ||J||_F, exact penalty / projection penalty",
-        results["exact"]["jacobian_frobenius"] / proj["jacobian_frobenius"],
-        source=PAPER,
-        info="close to 1 (n_proj=1 suffices)",
-    )
-    for dtype, tol in CLOSED_FORM_TOL.items():
-        workdir.check(
-            f"closed-form dR/d(W1, b1, W2) vs autodiff, {dtype}",
-            closed[dtype]["max_relative_error"],
-            source="matrix calculus (Petersen & Pedersen 2012)",
-            at_most=tol,
+    if not config.judge_training_goals:  # judged at full length only
+        for name, check in goals.items():
+            target = f"{make_check(name, **check).target} at paper scale"
+            goals[name] = _check(check["measured"], check["source"], info=target)
+    closed_form = {
+        f"closed-form dR/d(W1, b1, W2) vs autodiff, {dtype}": _check(
+            closed[dtype]["max_relative_error"], MATRIX_CALCULUS, at_most=tol
         )
-    workdir.check(
-        "closed-form and autodiff dR/db2 (max abs; float32, float64)",
-        [closed[dtype]["b2_max_abs"] for dtype in CLOSED_FORM_TOL],
-        source="J does not depend on b2",
-        at_most=0.0,
-    )
-    workdir.check(
-        "estimators unbiased: max |mean - exact| / s.e. over all cells",
-        max(study[m]["max_z"] for m in ESTIMATORS),
-        source="E[C ||v^T J||^2] = E[||J u||^2] = ||J||_F^2",
-        below=UNBIASED_SIGMAS,
-    )
-    for method in (m for m in ESTIMATORS if "log_log_slope" in study[m]):
-        workdir.check(
-            f"{method} variance vs num_projections, log-log slope",
-            study[method]["log_log_slope"],
-            source="Var ~ 1/n",
-            close_to=-1.0,
-            atol=SLOPE_TOL,
+        for dtype, tol in CLOSED_FORM_TOL.items()
+    }
+    slopes = {
+        f"{m} variance vs num_projections, log-log slope": _check(
+            study[m]["log_log_slope"], "Var ~ 1/n", close_to=-1.0, atol=SLOPE_TOL
         )
+        for m in ESTIMATORS
+        if "log_log_slope" in study[m]
+    }
+    b2 = [closed[dtype]["b2_max_abs"] for dtype in CLOSED_FORM_TOL]
+    return {
+        **goals,
+        "mean ||J||_F, exact penalty / projection penalty": _check(
+            exact["jacobian_frobenius"] / proj["jacobian_frobenius"],
+            PAPER,
+            info="close to 1 (n_proj=1 suffices)",
+        ),
+        **closed_form,
+        "closed-form and autodiff dR/db2 (max abs; float32, float64)": _check(
+            b2, "J does not depend on b2", at_most=0.0
+        ),
+        "estimators unbiased: max |mean - exact| / s.e. over all cells": _check(
+            max(study[m]["max_z"] for m in ESTIMATORS), UNBIASED, below=UNBIASED_SIGMAS
+        ),
+        **slopes,
+    }
 
 
 def _tables(config, results, study, closed, workdir) -> None:
@@ -335,16 +285,13 @@ def _tables(config, results, study, closed, workdir) -> None:
     }
     rows = [[mode, *(results[mode][k] for k in columns.values())] for mode in MODES]
     workdir.note(markdown_table(["mode", *columns], rows))
-    attacked = [i for i, e in enumerate(config.attack_epsilons) if e > 0]
-    header = ["mode", *(f"noise {s:g}" for s in config.noise_sigmas)] + [
-        f"{curve.upper()} {config.attack_epsilons[i]:g}"
-        for curve in ("fgsm", "pgd")
-        for i in attacked
-    ]
+    epsilons = config.attack_epsilons
+    attacks = [(c, i) for c in ("fgsm", "pgd") for i, e in enumerate(epsilons) if e > 0]
+    header = ["mode", *(f"noise {s:g}" for s in config.noise_sigmas)]
+    header += [f"{c.upper()} {epsilons[i]:g}" for c, i in attacks]
     rows = [
-        [mode, *results[mode]["gaussian"]]
-        + [results[mode][curve][i] for curve in ("fgsm", "pgd") for i in attacked]
-        for mode in MODES
+        [m, *results[m]["gaussian"], *(results[m][c][i] for c, i in attacks)]
+        for m in MODES
     ]
     workdir.note(
         "Test accuracy under perturbations:\n\n" + markdown_table(header, rows)
@@ -380,54 +327,49 @@ def _tables(config, results, study, closed, workdir) -> None:
         workdir.note("Strength sweep (first seed):\n\n" + markdown_table(header, rows))
 
 
+def _seed_means(per_seed: list[dict]) -> dict:
+    """Every measurement's mean over seeds, and the per-seed accuracy and ||J||_F."""
+    means = {k: np.mean([m[k] for m in per_seed], axis=0).tolist() for k in per_seed[0]}
+    for k in ("test_accuracy", "jacobian_frobenius"):
+        means[f"{k}_per_seed"] = [m[k] for m in per_seed]
+    return means
+
+
 def run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
     check_at_least("num_seeds", config.num_seeds, 1)
     model, description = _model(config)
     split = digits_for_classifier()
     seeds = [config.seed + i for i in range(config.num_seeds)]
-    runs = {}
 
-    def measured(mode, strength, seed):
-        key = (mode, strength if mode != "none" else 0.0, seed)
-        if key not in runs:
-            runs[key] = _train_and_evaluate(
-                config, model, split, mode, strength, seed, workdir
-            )
-        return runs[key][1]
+    @cache  # the sweep reuses the main strength's first-seed runs
+    def train(mode, strength, seed):
+        return _train_and_evaluate(config, model, split, mode, strength, seed, workdir)
 
     results = {"strength": config.strength}
     for mode in MODES:
-        per_seed = [measured(mode, config.strength, s) for s in seeds]
-        results[mode] = {
-            k: np.mean([m[k] for m in per_seed], axis=0).tolist() for k in per_seed[0]
-        }
-        for k in ("test_accuracy", "jacobian_frobenius"):
-            results[mode][f"{k}_per_seed"] = [m[k] for m in per_seed]
+        results[mode] = _seed_means([train(mode, config.strength, s)[1] for s in seeds])
     timing = _step_times(config, model, split)
-    per_mode = timing.pop("per_mode")
-    for mode in MODES:
-        results[mode] |= per_mode[mode]
-    results |= timing
+    for mode, times in timing.pop("per_mode").items():
+        results[mode] |= times
     none, proj = results["none"], results["projection"]
-    results["accuracy_drop_points"] = 100 * (
-        none["test_accuracy"] - proj["test_accuracy"]
-    )
-    results["jacobian_reduction"] = (
-        none["jacobian_frobenius"] / proj["jacobian_frobenius"]
-    )
-    results["noise_sigmas"] = list(config.noise_sigmas)
-    results["attack_epsilons"] = list(config.attack_epsilons)
-    reference = runs[("none", 0.0, seeds[0])][0]
+    results |= timing | {
+        "accuracy_drop_points": 100 * (none["test_accuracy"] - proj["test_accuracy"]),
+        "jacobian_reduction": none["jacobian_frobenius"] / proj["jacobian_frobenius"],
+        "noise_sigmas": list(config.noise_sigmas),
+        "attack_epsilons": list(config.attack_epsilons),
+    }
+    reference = train("none", config.strength, seeds[0])[0]
     study = _estimator_study(config, model, reference, split.x_test)
-    results["estimator_variance"] = study
-    closed = results["closed_form"] = _closed_form_check(config, split.x_test)
+    closed = _closed_form_check(config, split.x_test)
+    results |= {"estimator_variance": study, "closed_form": closed}
     if config.sweep_strengths:
         results["sweep"] = {"strengths": list(config.sweep_strengths)}
         for method in MODES[1:]:
-            sweep = [measured(method, s, seeds[0]) for s in config.sweep_strengths]
+            sweep = [train(method, s, seeds[0])[1] for s in config.sweep_strengths]
             results["sweep"][method] = {k: [r[k] for r in sweep] for k in SWEPT}
 
-    _checks(config, results, study, closed, workdir)
+    for name, check in _checks(config, results, study, closed).items():
+        workdir.check(name, **check)
     if not config.judge_training_goals:
         workdir.note(
             f"Only {config.steps} training steps: the training goals above are "

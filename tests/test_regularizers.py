@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from chainlab import activations
+from chainlab import activations, regularizers
+from chainlab.losses import cross_entropy
 from chainlab.models import MLP, dense_layers
 from chainlab.regularizers import (
     METHODS,
@@ -23,9 +24,11 @@ from chainlab.regularizers import (
     jacobian_frobenius_sq,
     jacobian_penalty,
     one_hidden_layer,
+    one_hidden_layer_grad_errors,
     one_hidden_layer_jacobian,
     one_hidden_layer_mean_penalty_grad,
     one_hidden_layer_penalty_grad,
+    penalized_classification_loss,
     penalty_relative_std,
     with_jacobian_penalty,
 )
@@ -388,6 +391,33 @@ def test_return_outputs_shares_the_forward_pass(key, method):
     np.testing.assert_allclose(outputs, model.apply(params, x), rtol=RTOL_F32)
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_penalized_classification_loss_is_cross_entropy_plus_penalty(key, method):
+    """The logits of the penalty's pass give the same value and gradients as a
+    separate forward pass; the penalty gets the whole key."""
+    model = _TinyMLP()
+    x = jax.random.normal(key, (6, 4))
+    y = jnp.arange(6) % 3
+    params = model.init(key, x)
+    loss = penalized_classification_loss(model.apply, strength=0.5, method=method)
+
+    def separate(p, k):
+        penalty = jacobian_penalty(model.apply, p, x, method=method, key=k)
+        return jnp.mean(cross_entropy(model.apply(p, x), y)) + 0.5 * penalty
+
+    @jax.jit
+    def both(p, k):
+        return jax.value_and_grad(loss)(p, (x, y), k), jax.value_and_grad(separate)(
+            p, k
+        )
+
+    (value, grads), (expected, expected_grads) = both(params, jax.random.key(1))
+    np.testing.assert_allclose(value, expected, rtol=RTOL_F32)
+    chex.assert_trees_all_close(
+        grads, expected_grads, rtol=GRAD_RTOL_F32, atol=GRAD_RTOL_F32
+    )
+
+
 @pytest.mark.parametrize(
     "activation",
     [
@@ -577,6 +607,34 @@ def test_mean_penalty_grad_closed_form_is_autodiff(x64, key, activation):
     chex.assert_trees_all_close(closed, auto, rtol=RTOL_F64, atol=RTOL_F64)
     chex.assert_trees_all_close(closed, mean, rtol=RTOL_F64)
     assert not jnp.any(closed.b2)
+
+
+@pytest.mark.parametrize("activation", (jnp.tanh, activations.elu), ids=("tanh", "elu"))
+def test_grad_errors_of_the_closed_form_are_round_off(x64, key, activation):
+    params = _one_hidden_layer_params(key, jnp.float64)
+    xs = jax.random.normal(jax.random.key(1), (3, 5), jnp.float64)
+    errors = one_hidden_layer_grad_errors(params, xs, activation=activation)
+    assert json.loads(json.dumps(errors)) == errors
+    assert list(errors["relative_error"]) == ["w1", "b1", "w2"]
+    assert errors["max_relative_error"] == max(errors["relative_error"].values())
+    assert errors["max_relative_error"] < RTOL_F64
+    assert errors["b2_max_abs"] == 0.0
+
+
+def test_grad_errors_measure_a_wrong_closed_form(x64, key, monkeypatch):
+    """Doubling the closed form's dR/dw2 shows as a relative error of exactly 1."""
+    exact = one_hidden_layer_penalty_grad
+
+    def doubled_w2(params, x, **options):
+        r, grads = exact(params, x, **options)
+        return r, grads._replace(w2=2 * grads.w2)
+
+    monkeypatch.setattr(regularizers, "one_hidden_layer_penalty_grad", doubled_w2)
+    params = _one_hidden_layer_params(key, jnp.float64)
+    xs = jax.random.normal(jax.random.key(1), (3, 5), jnp.float64)
+    errors = one_hidden_layer_grad_errors(params, xs)["relative_error"]
+    np.testing.assert_allclose(errors["w2"], 1.0, rtol=RTOL_F64)
+    assert errors["w1"] < RTOL_F64 and errors["b1"] < RTOL_F64
 
 
 @pytest.mark.parametrize("method", ESTIMATORS)

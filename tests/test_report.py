@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from chainlab.runner.figures import estimator_panels
 from chainlab.runner.report import make_check, markdown_table
 
 
@@ -52,3 +53,23 @@ def test_markdown_table_formats_cells_and_refuses_ragged_rows():
     ]
     with pytest.raises(ValueError, match="has 1 cells, need 2"):
         markdown_table(["a", "b"], [["x"]])
+
+
+def test_estimator_panels_draw_every_estimator_against_the_exact_value():
+    summary = {
+        "num_projections": [1, 2, 4],
+        "exact": [2.0, 3.0],
+        "mean": [[2.1, 3.0], [1.9, 3.1], [2.0, 2.9]],
+        "variance": [[0.4, 0.1], [0.2, 0.05], [0.1, 0.02]],
+        "relative_variance": [0.1, 0.05, 0.025],
+        "predicted_relative_variance": [0.1, 0.05, 0.025],
+    }
+    figure = estimator_panels({"a": summary, "b": summary}, ylabel="R")
+    left, right = figure.axes
+    labels = [text.get_text() for text in left.get_legend().get_texts()]
+    assert labels == ["a: mean +- std", "b: mean +- std", "exact"]
+    assert left.get_ylabel() == "R" and left.get_xscale() == "log"
+    assert right.get_xscale() == right.get_yscale() == "log"
+    assert len(right.get_legend().get_texts()) == 2
+    (exact,) = [line for line in left.get_lines() if line.get_label() == "exact"]
+    assert exact.get_ydata()[0] == 2.0
