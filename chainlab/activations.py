@@ -11,6 +11,8 @@ as a :func:`jax.custom_jvp` rule, so it holds in forward mode (``jax.jvp``,
 Conventions at the kink:
 
 - ``relu``: derivative 0 at x = 0 (the left derivative; same as ``jax.nn.relu``).
+  ``relu_reverse_only`` is the same rule as a ``custom_vjp``, the reverse-mode-only
+  contrast: it fails in forward mode.
 - ``leaky_relu``: derivative ``slope`` at x = 0 (the left derivative), so ``slope=0``
   is exactly :func:`relu`, derivative included.
 - ``elu``: ``side="right"`` gives 1 at x = 0, ``side="left"`` gives ``alpha``.
@@ -86,6 +88,55 @@ def relu(x: ArrayLike) -> jax.Array:
       (0.0, 1.0)
     """
     return _relu(as_real_float("x", x))
+
+
+@jax.custom_vjp
+def _relu_reverse_only(x: jax.Array) -> jax.Array:
+    return jnp.where(x > 0, x, jnp.zeros_like(x))
+
+
+def _relu_reverse_only_fwd(x):
+    return _relu_reverse_only(x), x  # keep x for the backward pass
+
+
+def _relu_reverse_only_bwd(x, g):
+    return (jnp.where(x > 0, g, jnp.zeros_like(g)),)
+
+
+_relu_reverse_only.defvjp(_relu_reverse_only_fwd, _relu_reverse_only_bwd)
+
+
+def relu_reverse_only(x: ArrayLike) -> jax.Array:
+    """:func:`relu` with its kink rule as a ``custom_vjp``: reverse mode only.
+
+    The same values and the same reverse-mode derivative as :func:`relu` (1 for
+    x > 0, 0 for x <= 0, so 0 at the kink), but the rule is a :func:`jax.custom_vjp`,
+    which defines only the pullback ``g -> g * [x > 0]``. It is the contrast to the
+    ``custom_jvp`` rules of this module, kept to show what that choice costs:
+    ``jax.grad``, ``jax.vjp``, ``jax.jacrev`` and ``jax.jacrev(jax.grad(f))`` work;
+    forward mode (``jax.jvp``, ``jax.jacfwd``) and forward-over-reverse
+    (``jax.hessian``, ``jax.jacfwd(jax.grad(f))``) raise JAX's ``TypeError`` (the
+    rule's forward pass calls the ``custom_vjp`` itself). Use :func:`relu` in models.
+
+    Args:
+      x: any array.
+
+    Returns:
+      An array of the shape of ``x``.
+
+    Example:
+      >>> import jax
+      >>> from chainlab.activations import relu_reverse_only
+      >>> grad = jax.grad(relu_reverse_only)
+      >>> float(grad(0.0)), float(grad(2.0))
+      (0.0, 1.0)
+      >>> try:
+      ...     jax.jvp(relu_reverse_only, (0.0,), (1.0,))
+      ... except TypeError as error:
+      ...     print(str(error).splitlines()[0])
+      can't apply forward-mode autodiff (jvp) to a custom_vjp function.
+    """
+    return _relu_reverse_only(as_real_float("x", x))
 
 
 # --- leaky relu ---------------------------------------------------------------------

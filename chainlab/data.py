@@ -12,11 +12,19 @@ generated (scikit-learn is imported on first use, not with this module).
   uniform model scores ``log2(17) = 4.087``.
 - Two-moons NLL is reported in nats per point on the raw coordinates (a
   standardisation's log-determinant added back), after at most 3000 steps of batch 256.
+
+Synthetic data is drawn with ``jax.random`` from a key, so a seed fixes it:
+:func:`retrieval_task` (a memory of unit keys, read back from distorted, noisy copies)
+and :func:`channel_features` (features with their own mean and spread per channel).
 """
 
 from typing import NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+
+from chainlab.validation import check_at_least, check_nonnegative
 
 DIGITS_TRAIN_SIZE = 1437
 DIGITS_LEVELS = 17  # pixel values 0..16
@@ -98,3 +106,120 @@ def split_validation(
     order = np.random.default_rng(seed).permutation(len(x))
     train, val = order[val_size:], order[:val_size]
     return tuple(part for array in (x, *extra) for part in (array[train], array[val]))
+
+
+class RetrievalTask(NamedTuple):
+    """A memory to read and labelled queries; see :func:`retrieval_task`."""
+
+    keys: jax.Array  # (memory_size, dim): unit-length rows
+    values: jax.Array  # (memory_size, memory_size): one-hot rows, the identity
+    mix: jax.Array  # (dim, dim): the distortion, rotation times stretches
+    train: tuple[jax.Array, jax.Array]  # x (train_size, dim), target (train_size,)
+    test: tuple[jax.Array, jax.Array]  # x (test_size, dim), target (test_size,)
+
+
+def _retrieval_sample(key, keys, mix, noise, n) -> tuple[jax.Array, jax.Array]:
+    k_target, k_noise = jax.random.split(key)
+    target = jax.random.randint(k_target, (n,), 0, keys.shape[0])
+    clean = keys[target] @ mix.T
+    return clean + noise * jax.random.normal(k_noise, clean.shape), target
+
+
+def retrieval_task(
+    key: jax.Array,
+    *,
+    memory_size: int,
+    dim: int,
+    noise: float,
+    train_size: int,
+    test_size: int,
+) -> RetrievalTask:
+    """A retrieval task: find the memory slot an input was made from.
+
+    ``memory_size`` keys are drawn uniformly on the unit sphere in ``R^dim``, with
+    one-hot values (slot ``i`` holds ``e_i``). An input is a distorted, noisy copy of a
+    uniformly drawn slot's key,
+
+        x = M key[target] + noise * n,    n ~ N(0, I),
+
+    where ``M = R diag(s)`` is a random rotation ``R`` (QR of a Gaussian matrix) times
+    stretches ``s`` spaced geometrically from 0.5 to 2: a reader must learn to undo
+    ``M``, and with ``noise > 0`` nearby keys become confusable, so the best softmax
+    temperature is finite. With ``noise = 0`` the slots are separable. Arrays are in
+    JAX's default float dtype.
+
+    Args:
+      key: a ``jax.random`` key; the task is a function of it.
+      memory_size: number of slots ``>= 1``.
+      dim: key and input size ``>= 1``.
+      noise: standard deviation of the input noise per coordinate, ``>= 0``.
+      train_size: number of training pairs ``>= 1``.
+      test_size: number of test pairs ``>= 1``.
+
+    Returns:
+      A :class:`RetrievalTask`; ``train`` and ``test`` are ``(x, target)`` pairs with
+      integer targets in ``0..memory_size - 1``.
+
+    Example:
+      >>> import jax
+      >>> task = retrieval_task(
+      ...     jax.random.key(0), memory_size=4, dim=3, noise=0.1, train_size=8,
+      ...     test_size=2,
+      ... )
+      >>> task.keys.shape, task.train[0].shape, task.test[1].shape
+      ((4, 3), (8, 3), (2,))
+    """
+    for name, value in (
+        ("memory_size", memory_size),
+        ("dim", dim),
+        ("train_size", train_size),
+        ("test_size", test_size),
+    ):
+        check_at_least(name, value, 1)
+    check_nonnegative("noise", noise)
+    k_keys, k_mix, k_train, k_test = jax.random.split(key, 4)
+    keys = jax.random.normal(k_keys, (memory_size, dim))
+    keys = keys / jnp.linalg.norm(keys, axis=-1, keepdims=True)
+    rotation = jnp.linalg.qr(jax.random.normal(k_mix, (dim, dim)))[0]
+    stretch = jnp.asarray(np.geomspace(0.5, 2.0, dim), jnp.float32)
+    mix = rotation * stretch[None, :]
+    return RetrievalTask(
+        keys=keys,
+        values=jnp.eye(memory_size),
+        mix=mix,
+        train=_retrieval_sample(k_train, keys, mix, noise, train_size),
+        test=_retrieval_sample(k_test, keys, mix, noise, test_size),
+    )
+
+
+def channel_features(
+    key: jax.Array, shape: tuple[int, ...], *, dtype: jnp.dtype = jnp.float32
+) -> jax.Array:
+    """Gaussian features with their own mean and spread per channel (the last axis).
+
+    With ``C = shape[-1]`` channels, per-channel ``m_c ~ N(0, 1)`` and
+    ``s_c ~ U[0.5, 3]``,
+
+        x[..., c] = s_c n + m_c,    n ~ N(0, 1) independently per entry,
+
+    so, as with real features, no channel is standardized and normalizing them changes
+    them: a test input for normalization layers.
+
+    Args:
+      key: a ``jax.random`` key.
+      shape: the shape ``(..., C)``, at least one axis.
+      dtype: a floating dtype.
+
+    Example:
+      >>> import jax
+      >>> x = channel_features(jax.random.key(0), (1000, 3))
+      >>> x.shape, bool(x.std(axis=0).min() > 0.4)
+      ((1000, 3), True)
+    """
+    if len(shape) < 1:
+        raise ValueError(f"shape must have at least one axis (channels), got {shape}")
+    kx, ks, km = jax.random.split(key, 3)
+    channel = (1,) * (len(shape) - 1) + (shape[-1],)  # broadcasts over the batch
+    spread = jax.random.uniform(ks, channel, dtype, 0.5, 3.0)
+    mean = jax.random.normal(km, channel, dtype)
+    return jax.random.normal(kx, shape, dtype) * spread + mean

@@ -16,10 +16,13 @@ linen layer also records it (``sow``) in the ``"intermediates"`` collection;
 
 ``TemperatureAttention`` is :func:`chainlab.attention.attention` with a learned
 temperature ``tau = exp(log_tau)``, optionally clipped
-(:func:`chainlab.attention.temperature_from_log`).
+(:func:`chainlab.attention.temperature_from_log`). ``MemoryReader`` reads a memory of
+(key, value) slots with it: learned unit-length queries (:func:`unit_queries`) against
+unit keys give cosine logits scaled by ``1/tau``, as in CLIP.
 
 References: Goodfellow et al., "Maxout Networks", ICML 2013; Vaswani et al.,
-"Attention Is All You Need", NeurIPS 2017.
+"Attention Is All You Need", NeurIPS 2017; Radford et al., "Learning Transferable
+Visual Models From Natural Language Supervision", ICML 2021.
 """
 
 from collections.abc import Mapping
@@ -47,11 +50,14 @@ __all__ = [
     "Maxout",
     "MaxoutNNX",
     "MaxoutRouting",
+    "MemoryReader",
+    "MemoryReaderNNX",
     "RoutedGradient",
     "TemperatureAttention",
     "TemperatureAttentionNNX",
     "maxout_routing",
     "routed_gradient",
+    "unit_queries",
 ]
 
 Ties = Literal["lowest", "split"]
@@ -337,3 +343,138 @@ class TemperatureAttentionNNX(nnx.Module):
         self, q: jax.Array, k: jax.Array, v: jax.Array, *, mask=None
     ) -> jax.Array:
         return attention(q, k, v, tau=self.tau, mask=mask)
+
+
+# --- reading a memory by cosine attention -------------------------------------------
+
+
+def unit_queries(kernel: ArrayLike, x: ArrayLike) -> jax.Array:
+    r"""Unit-length queries ``q = x W / ||x W||``, one per row of ``x``.
+
+    .. math::
+        q = \frac{x W}{\lVert x W \rVert_2}
+
+    Against unit-length keys, ``q k^T`` is then the cosine similarity, in ``[-1, 1]``
+    whatever the scale of ``x`` and ``W``; the temperature alone sets the sharpness.
+    A row with ``x W = 0`` has no direction (its query is NaN).
+
+    Args:
+      kernel: ``W`` ``(d_in, d)``.
+      x: inputs ``(..., d_in)``.
+
+    Returns:
+      ``(..., d)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> q = unit_queries(jnp.eye(2), jnp.array([[3.0, 4.0]]))
+      >>> [round(float(v), 4) for v in q[0]]
+      [0.6, 0.8]
+    """
+    kernel, x = as_real_float("kernel", kernel), as_real_float("x", x)
+    check_rank("kernel", kernel, 2)
+    check_shape("x", x, (..., kernel.shape[0]))
+    q = x @ kernel
+    return q / jnp.linalg.norm(q, axis=-1, keepdims=True)
+
+
+def _check_memory(x: jax.Array, keys: jax.Array) -> None:
+    check_shape("x", x, (..., None, None))
+    check_shape("keys", keys, (..., None, None))
+
+
+class MemoryReader(nn.Module):
+    r"""Reads a memory of (key, value) slots by cosine attention, its tau learned.
+
+    .. math::
+        q = \frac{x W}{\lVert x W \rVert}, \qquad
+        \mathrm{out} = \mathrm{softmax}\big(q K^\top / \tau\big)\, V
+
+    The queries come from :func:`unit_queries`; with unit-length keys the logits are
+    cosine similarities and ``1/tau`` is the logit scale, as in CLIP (Radford et al.,
+    2021, who clip it at 100: pass ``min_tau=0.01``). The parameters are the query map
+    ``"query"`` ``W`` ``(d_in, d)``, which starts at the identity ``jnp.eye(d_in, d)``
+    (the raw inputs as queries), and the :class:`TemperatureAttention` submodule
+    ``"attention"`` with its ``log_tau``. The memory (``keys``, ``values``) is an input,
+    not a parameter. :class:`MemoryReaderNNX` is the same layer in NNX.
+
+    Shapes: ``x`` ``(..., n, d_in)``, ``keys`` ``(..., M, d)``, ``values``
+    ``(..., M, dv)`` -> ``(..., n, dv)``, as in :func:`chainlab.attention.attention`.
+
+    Attributes:
+      init_tau: the starting temperature (> 0).
+      min_tau: lower clip of the temperature (> 0), or ``None``.
+      max_tau: upper clip of the temperature (> 0), or ``None``.
+      param_dtype: dtype of the parameters.
+
+    Raises ``ValueError`` for a setting not > 0 or shapes that do not fit together.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> reader = MemoryReader(init_tau=0.5, min_tau=0.01)
+      >>> x, keys, values = jnp.ones((3, 4)), jnp.eye(5, 2), jnp.eye(5)
+      >>> params = reader.init(jax.random.key(0), x, keys, values)
+      >>> params["params"]["query"].shape, reader.apply(params, x, keys, values).shape
+      ((4, 2), (3, 5))
+    """
+
+    init_tau: float = 1.0
+    min_tau: float | None = None
+    max_tau: float | None = None
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, keys: jax.Array, values: jax.Array) -> jax.Array:
+        x, keys = as_real_float("x", x), as_real_float("keys", keys)
+        _check_memory(x, keys)
+        kernel = self.param(
+            "query",
+            lambda _, shape: jnp.eye(*shape, dtype=self.param_dtype),
+            (x.shape[-1], keys.shape[-1]),
+        )
+        attend = TemperatureAttention(
+            init_tau=self.init_tau,
+            min_tau=self.min_tau,
+            max_tau=self.max_tau,
+            param_dtype=self.param_dtype,
+            name="attention",
+        )
+        return attend(unit_queries(kernel, x), keys, values)
+
+
+class MemoryReaderNNX(nnx.Module):
+    """:class:`MemoryReader` in Flax NNX: same maths, parameter names and shapes.
+
+    ``MemoryReaderNNX(in_features, key_features, init_tau)`` holds ``query``
+    ``(in_features, key_features)``, starting at the identity, and the
+    :class:`TemperatureAttentionNNX` ``attention``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> reader = MemoryReaderNNX(4, 2, init_tau=0.5, min_tau=0.01)
+      >>> reader(jnp.ones((3, 4)), jnp.eye(5, 2), jnp.eye(5)).shape
+      (3, 5)
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        key_features: int,
+        init_tau: float = 1.0,
+        *,
+        min_tau: float | None = None,
+        max_tau: float | None = None,
+        param_dtype: Dtype = jnp.float32,
+    ):
+        check_at_least("in_features", in_features, 1)
+        check_at_least("key_features", key_features, 1)
+        shape = (in_features, key_features)
+        self.query = nnx.Param(jnp.eye(*shape, dtype=param_dtype))
+        self.attention = TemperatureAttentionNNX(
+            init_tau, min_tau=min_tau, max_tau=max_tau, param_dtype=param_dtype
+        )
+
+    def __call__(self, x: jax.Array, keys: jax.Array, values: jax.Array) -> jax.Array:
+        x, keys = as_real_float("x", x), as_real_float("keys", keys)
+        _check_memory(x, keys)
+        return self.attention(unit_queries(self.query[...], x), keys, values)

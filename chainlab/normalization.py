@@ -33,7 +33,8 @@ the ``M`` positions of a channel in place of ``N``), and
 Per-example gradients (for clipping, importance weights, influence) are not defined by
 the batch model alone once samples are coupled: ``per_example_grads`` computes the
 three usual decompositions (``jax.jacrev`` of the per-example losses, ``vmap(grad)``
-over batches of one, and ``vmap(grad)`` with the statistics shared over a named axis).
+over batches of one, and ``vmap(grad)`` with the statistics shared over a named axis);
+``per_example_decompositions`` computes all three with the batch gradient.
 
 Inference uses running averages of the batch statistics instead. They are explicit
 state: ``BatchNormState`` (a NamedTuple), updated by the pure ``update_running_stats``
@@ -50,6 +51,7 @@ Normalization", arXiv:1607.08022; J. L. Ba et al., "Layer Normalization",
 arXiv:1607.06450.
 """
 
+import functools
 from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
 
@@ -70,6 +72,7 @@ from chainlab.validation import (
 __all__ = [
     "BatchNormGradIdentities",
     "BatchNormState",
+    "PerExampleDecompositions",
     "batch_norm",
     "batch_norm_grad_identities",
     "batch_norm_inference",
@@ -80,7 +83,9 @@ __all__ = [
     "init_batch_norm_state",
     "instance_norm",
     "layer_norm",
+    "per_example_decompositions",
     "per_example_grads",
+    "random_affine",
     "update_running_stats",
 ]
 
@@ -240,6 +245,27 @@ def layer_norm(
     x, scale, offset = _affine_inputs(x, scale, offset, eps, min_rank=1)
     mean, var = _moments(x, (x.ndim - 1,))
     return _normalize(x, mean, var, scale, offset, eps)
+
+
+def random_affine(
+    key: jax.Array, num_channels: int, *, dtype=jnp.float32
+) -> tuple[jax.Array, jax.Array]:
+    """Random per-channel ``(scale, offset)`` of a normalization layer, for checks.
+
+    ``scale ~ U[0.5, 2]`` and ``offset ~ N(0, 1)`` independently per channel: away
+    from the identity (``scale = 1``, ``offset = 0``), which would hide a wrong
+    placement of either, and with ``scale`` clear of 0.
+
+    Example:
+        >>> import jax
+        >>> scale, offset = random_affine(jax.random.key(0), 3)
+        >>> scale.shape, bool(scale.min() >= 0.5), offset.shape
+        ((3,), True, (3,))
+    """
+    check_at_least("num_channels", num_channels, 1)
+    ks, ko = jax.random.split(key)
+    scale = jax.random.uniform(ks, (num_channels,), dtype, 0.5, 2.0)
+    return scale, jax.random.normal(ko, (num_channels,), dtype)
 
 
 class BatchNormState(NamedTuple):
@@ -621,3 +647,69 @@ def per_example_grads(
 
     per_example = jax.vmap(jax.grad(alone), in_axes=(None, 0), axis_name=axis_name)
     return per_example(params, batch)
+
+
+class PerExampleDecompositions(NamedTuple):
+    """Per-example gradients three ways, and the batch gradient they split.
+
+    Attributes:
+        in_context: ``method="jacrev"``: rows ``d loss_i / d params`` in the batch.
+        alone: ``method="vmap"``: each example's gradient as a batch of one.
+        shared: ``method="vmap"`` with ``axis_name``: statistics shared over the
+            mapped axis; rows are the gradient through each example's input.
+        batch: ``d (sum_i loss_i) / d params``, without the leading axis.
+    """
+
+    in_context: Any
+    alone: Any
+    shared: Any
+    batch: Any
+
+
+def per_example_decompositions(
+    loss_fn: Callable[..., jax.Array],
+    params: Any,
+    batch: Any,
+    *,
+    axis_name: str = "batch",
+) -> PerExampleDecompositions:
+    """The three decompositions of :func:`per_example_grads` and the batch gradient.
+
+    ``loss_fn(params, batch, axis_name=None)`` returns the ``(B,)`` per-example losses;
+    given an ``axis_name`` it must share its batch statistics over that named axis
+    (``batch_norm(..., axis_name=axis_name)``; layers without batch statistics ignore
+    it). In exact arithmetic the ``in_context`` rows and the ``shared`` rows each sum
+    to ``batch``, while the ``alone`` rows do only when the examples do not interact
+    (for batch norm a batch of one normalizes to 0, so they do not).
+
+    Args:
+        loss_fn: ``(params, batch, axis_name=None) -> (B,)`` per-example losses.
+        params: the pytree to differentiate.
+        batch: a pytree of arrays with a common leading axis ``B >= 1``.
+        axis_name: the name given to the mapped axis of the ``shared`` method.
+
+    Returns:
+        A :class:`PerExampleDecompositions`; its first three fields have ``params``'
+        structure with a leading axis ``B``, ``batch`` has ``params``' own.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> def loss_fn(w, x, axis_name=None):  # batch norm couples the examples
+        ...     h = batch_norm(x @ w, jnp.ones(1), jnp.zeros(1), axis_name=axis_name)
+        ...     return h[:, 0] ** 3
+        >>> x = jnp.array([[0.0, 1.0], [1.0, 0.0], [2.0, 2.0]])
+        >>> ways = per_example_decompositions(loss_fn, jnp.array([[1.0], [2.0]]), x)
+        >>> float(jnp.abs(ways.alone).max())  # a batch of one normalizes to 0
+        0.0
+        >>> [bool(jnp.allclose(rows.sum(0), ways.batch)) for rows in ways[:3]]
+        [True, False, True]
+    """
+    shared_fn = functools.partial(loss_fn, axis_name=axis_name)
+    return PerExampleDecompositions(
+        in_context=per_example_grads(loss_fn, params, batch),
+        alone=per_example_grads(loss_fn, params, batch, method="vmap"),
+        shared=per_example_grads(
+            shared_fn, params, batch, method="vmap", axis_name=axis_name
+        ),
+        batch=jax.grad(lambda p: jnp.sum(loss_fn(p, batch)))(params),
+    )

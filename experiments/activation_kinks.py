@@ -10,8 +10,9 @@ Four questions, each answered numerically in float64:
    branch gradients, dL/dx = J_h(x)^T sum_i dg_i/dh. Computed by hand from per-branch
    VJPs and compared with ``jax.grad`` and central finite differences.
 3. Modes: the ``custom_jvp`` rules work in ``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``
-   and the Jacobian of the gradient; a ``custom_vjp`` ReLU supports only reverse mode,
-   and the error JAX raises is reported verbatim.
+   and the Jacobian of the gradient; a ``custom_vjp`` ReLU
+   (``chainlab.activations.relu_reverse_only``) supports only reverse mode, and the
+   error JAX raises is reported verbatim.
 4. A figure of each activation and its derivative, the kink convention marked.
 """
 
@@ -23,7 +24,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from chainlab.activations import elu, leaky_relu, maxout, relu
+from chainlab.activations import elu, leaky_relu, maxout, relu, relu_reverse_only
 from chainlab.gradcheck import (
     MODES,
     compare_rules,
@@ -43,6 +44,10 @@ FANOUT_TOLERANCE = 1e-6
 RULE_TOLERANCE = 1e-12
 SOURCE = "chainlab/activations.py (kink conventions)"
 JAX_VJP = "JAX documentation: jax.custom_vjp"
+# Check labels, and the routes of _kink_routes: the columns of Table 1.
+AWAY, REVERSE_ONLY = "away from the kink", "custom_vjp is reverse-mode only"
+JNP_TIE = "JAX's tie rule: 1/2, neither side"
+COLUMNS = ("left slope", "right slope", "central FD", "jax.grad", "jax.jvp", "2nd")
 
 # A scalar maxout with three pieces z = (-x, x / 2, 2x - 3/2): kinks at x = 0 (pieces 0
 # and 1 tie at 0, piece 0 wins: slope -1, the left slope) and at x = 1 (pieces 1 and 2
@@ -60,18 +65,6 @@ def _scalar_maxout(x: jax.Array) -> jax.Array:
 
 def _scalar_jnp_max(x: jax.Array) -> jax.Array:
     return jnp.max(jnp.asarray(MAXOUT_WEIGHT[:, 0, 0] * x + MAXOUT_BIAS[:, 0], x.dtype))
-
-
-@jax.custom_vjp
-def relu_custom_vjp(x: jax.Array) -> jax.Array:
-    """ReLU with a reverse-mode-only rule (derivative 0 at 0), for comparison."""
-    return jnp.where(x > 0, x, jnp.zeros_like(x))
-
-
-relu_custom_vjp.defvjp(
-    lambda x: (relu_custom_vjp(x), x),  # forward: keep x for the backward pass
-    lambda x, g: (jnp.where(x > 0, g, jnp.zeros_like(g)),),
-)
 
 
 def _activations(config: ml_collections.ConfigDict) -> dict[str, Callable]:
@@ -97,14 +90,14 @@ def _references(config: ml_collections.ConfigDict) -> dict[str, Callable]:
 
 
 def _kink_routes(f: Callable, zero: jax.Array) -> dict[str, jax.Array]:
-    """Derivatives of a scalar function at x = 0 by every route."""
+    """Derivatives of a scalar function at x = 0 by every route (``COLUMNS``)."""
     return {
-        "left": numerical_grad(f, zero, method="backward"),
-        "right": numerical_grad(f, zero, method="forward"),
-        "central": numerical_grad(f, zero),
-        "grad": jax.grad(f)(zero),
-        "jvp": jax.jvp(f, (zero,), (jnp.ones_like(zero),))[1],
-        "hessian": jax.hessian(f)(zero),
+        "left slope": numerical_grad(f, zero, method="backward"),
+        "right slope": numerical_grad(f, zero, method="forward"),
+        "central FD": numerical_grad(f, zero),
+        "jax.grad": jax.grad(f)(zero),
+        "jax.jvp": jax.jvp(f, (zero,), (jnp.ones_like(zero),))[1],
+        "2nd": jax.hessian(f)(zero),
     }
 
 
@@ -117,47 +110,38 @@ def kink_derivatives(config: ml_collections.ConfigDict, workdir: Workdir) -> dic
         lambda zero: {name: _kink_routes(f, zero) for name, f in functions.items()}
     )
     rows = jax.tree.map(float, table(jnp.zeros((), jnp.float64)))
-    routes = ("left", "right", "central", "grad", "jvp", "hessian")
-    header = ["function", "left slope", "right slope", "central FD", "jax.grad"]
     table_rows = [
-        [f"`{name}`", *(f"{rows[name][r]:.4g}" for r in routes)] for name in functions
+        [f"`{f}`", *(f"{rows[f][c]:.4g}" for c in COLUMNS)] for f in functions
     ]
     workdir.note(
         "**Derivative at the kink x = 0** (float64). *left/right*: one-sided finite "
         "differences (the two slopes); *central*: their mean, which is also what "
         "`jnp.maximum`/`jnp.max` return at a tie; *grad*, *jvp*: the convention "
         "autodiff uses; *2nd*: `jax.hessian` at 0.\n\n"
-        + markdown_table([*header, "jax.jvp", "2nd"], table_rows)
+        + markdown_table(["function", *COLUMNS], table_rows)
     )
-
     alpha, slope = config.elu_alpha, config.leaky_slope
     names = list(functions)  # chainlab's rules 0..4, then JAX's 5..9
-    # result: (function, route, (expected value, label) or None: reported only)
-    spec = {
-        "elu_grad_at_zero_right": (2, "grad", (1.0, "right derivative")),
-        "elu_grad_at_zero_left": (3, "grad", (alpha, "alpha, left derivative")),
-        "relu_grad_at_zero": (0, "grad", (0.0, "left derivative")),
-        "leaky_relu_grad_at_zero": (1, "grad", (slope, "slope, left derivative")),
-        "maxout_grad_at_tie": (4, "grad", (-1.0, "piece 0 wins the tie, not split")),
-        "elu_second_derivative_at_zero_right": (2, "hessian", (0.0, "right side")),
-        "elu_second_derivative_at_zero_left": (3, "hessian", (alpha, "alpha, left")),
-        "jax_nn_relu_grad_at_zero": (5, "grad", None),
-        "jnp_maximum_grad_at_zero": (6, "grad", None),
-        "jax_nn_leaky_relu_grad_at_zero": (7, "grad", None),
-        "jax_nn_elu_grad_at_zero": (8, "grad", None),
-        "jnp_max_grad_at_tie": (9, "grad", None),
-    }
-    results = {key: rows[names[i]][route] for key, (i, route, _) in spec.items()}
-    for key, (_, _, expected) in spec.items():
-        if expected is not None:
-            value, label = expected
+    spec = [  # (result, function, column, label, value; label None: reported only)
+        ("elu_grad_at_zero_right", 2, "jax.grad", "right derivative", 1.0),
+        ("elu_grad_at_zero_left", 3, "jax.grad", "alpha, left derivative", alpha),
+        ("relu_grad_at_zero", 0, "jax.grad", "left derivative", 0.0),
+        ("leaky_relu_grad_at_zero", 1, "jax.grad", "slope, left derivative", slope),
+        ("maxout_grad_at_tie", 4, "jax.grad", "piece 0 wins the tie, not split", -1.0),
+        ("elu_second_derivative_at_zero_right", 2, "2nd", "right side", 0.0),
+        ("elu_second_derivative_at_zero_left", 3, "2nd", "alpha, left", alpha),
+        ("jax_nn_relu_grad_at_zero", 5, "jax.grad", None, None),
+        ("jnp_maximum_grad_at_zero", 6, "jax.grad", None, None),
+        ("jax_nn_leaky_relu_grad_at_zero", 7, "jax.grad", None, None),
+        ("jax_nn_elu_grad_at_zero", 8, "jax.grad", None, None),
+        ("jnp_max_grad_at_tie", 9, "jax.grad", None, None),
+    ]
+    results = {key: rows[names[i]][column] for key, i, column, *_ in spec}
+    for key, _, _, label, value in spec:
+        if label is not None:
             workdir.check(key, results[key], equals=value, label=label, source=SOURCE)
-    workdir.check(
-        "jnp_maximum_grad_at_zero",
-        results["jnp_maximum_grad_at_zero"],
-        info="JAX's tie rule: 1/2, neither side",
-        source="jax.numpy",
-    )
+    key = "jnp_maximum_grad_at_zero"
+    workdir.check(key, results[key], info=JNP_TIE, source="jax.numpy")
     return results
 
 
@@ -222,7 +206,7 @@ def fanout(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
 def autodiff_modes(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
     """Table 3: every autodiff mode at the kink; custom_jvp vs custom_vjp."""
     zero = jnp.zeros((), jnp.float64)
-    functions = {**_activations(config), "relu via custom_vjp": relu_custom_vjp}
+    functions = {**_activations(config), "relu via custom_vjp": relu_reverse_only}
     outcomes = {name: derivatives_by_mode(f, zero) for name, f in functions.items()}
 
     def cell(outcome) -> str:
@@ -244,10 +228,8 @@ def autodiff_modes(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
     key = jax.random.key(config.seed)
     left_elu = functools.partial(elu, alpha=config.elu_alpha, side="left")
     jax_elu = functools.partial(jax.nn.elu, alpha=config.elu_alpha)
-    rule_gap = max(
-        max(map(float, compare_rules(relu, jax.nn.relu, away, key=key))),
-        max(map(float, compare_rules(left_elu, jax_elu, away, key=key))),
-    )
+    pairs = ((relu, jax.nn.relu), (left_elu, jax_elu))
+    rule_gap = max(float(e) for p in pairs for e in compare_rules(*p, away, key=key))
     results = {
         "custom_jvp_all_modes_ok": jvp_ok,
         "custom_vjp_forward_mode_fails": forward_error is not None,
@@ -255,18 +237,12 @@ def autodiff_modes(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
         "custom_vjp_modes_ok": {m: o.error is None for m, o in custom_vjp_row.items()},
         "rules_vs_plain_autodiff_max_abs": rule_gap,
     }
-    for key, expected, source in (
-        ("custom_jvp_all_modes_ok", "every mode works", SOURCE),
-        ("custom_vjp_forward_mode_fails", "custom_vjp is reverse-mode only", JAX_VJP),
+    for key, label, source, threshold in (
+        ("custom_jvp_all_modes_ok", "every mode works", SOURCE, {"equals": True}),
+        ("custom_vjp_forward_mode_fails", REVERSE_ONLY, JAX_VJP, {"equals": True}),
+        ("rules_vs_plain_autodiff_max_abs", AWAY, SOURCE, {"at_most": RULE_TOLERANCE}),
     ):
-        workdir.check(key, results[key], equals=True, label=expected, source=source)
-    workdir.check(
-        "rules_vs_plain_autodiff_max_abs",
-        rule_gap,
-        at_most=RULE_TOLERANCE,
-        label="away from the kink",
-        source=SOURCE,
-    )
+        workdir.check(key, results[key], label=label, source=source, **threshold)
     return results
 
 

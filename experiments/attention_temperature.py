@@ -4,10 +4,11 @@
    z = q k^T / tau gives dL/dtau = -(1/tau) sum_j z_j dL/dz_j
    (``chainlab.attention.attention_tau_grad``), compared in float64 from ``tau_min``
    to ``tau_max`` with ``jax.grad`` and central finite differences in log tau.
-2. Retrieval: ``memory_size`` slots with random unit keys and one-hot values; an input
-   is a distorted, noisy copy of one key, x = mix @ key + noise. The model reads
-   q = normalize(W x) and attends to the keys at temperature tau (cosine logits, as in
-   CLIP; ``chainlab.layers.TemperatureAttention``), trained with the Brier loss
+2. Retrieval (``chainlab.data.retrieval_task``): ``memory_size`` slots with random
+   unit keys and one-hot values; an input is a distorted, noisy copy of one key,
+   x = mix @ key + noise. The model reads q = normalize(W x) and attends to the keys
+   at temperature tau (cosine logits, as in CLIP; ``chainlab.layers.MemoryReader``),
+   trained with the Brier loss
    (``chainlab.losses.brier``); W and log tau learned with Adam
    (``chainlab.training.fit``), ``min_tau`` clipping tau. The learned tau is checked
    against the minimiser of the training loss over a tau grid (final W fixed), where
@@ -19,7 +20,6 @@
    practice (CLIP clips 1/tau at 100).
 """
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -27,8 +27,9 @@ import numpy as np
 import optax
 
 from chainlab.attention import attention, attention_tau_grad, temperature_from_log
+from chainlab.data import RetrievalTask, retrieval_task
 from chainlab.gradcheck import numerical_grad
-from chainlab.layers import TemperatureAttention
+from chainlab.layers import MemoryReader, unit_queries
 from chainlab.losses import brier
 from chainlab.runner.plotting import new_figure
 from chainlab.runner.workdir import Workdir
@@ -111,56 +112,12 @@ def tau_gradients(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
     return results
 
 
-class _Task:
-    """The retrieval task: unit keys, one-hot values, inputs x = mix @ key + noise."""
-
-    def __init__(self, config: ml_collections.ConfigDict, noise: float):
-        k_keys, k_mix, k_train, k_test = jax.random.split(
-            jax.random.key(config.seed + 1), 4
-        )
-        keys = jax.random.normal(k_keys, (config.memory_size, config.dim))
-        self.keys = keys / jnp.linalg.norm(keys, axis=-1, keepdims=True)
-        self.values = jnp.eye(config.memory_size)
-        # A random rotation with stretches 0.5..2 along its axes: W must undo it.
-        rotation = jnp.linalg.qr(jax.random.normal(k_mix, (config.dim, config.dim)))[0]
-        stretch = jnp.asarray(np.geomspace(0.5, 2.0, config.dim), jnp.float32)
-        self.mix = rotation * stretch[None, :]
-        self.noise = noise
-        self.train = self._sample(k_train, config.train_size)
-        self.test = self._sample(k_test, config.test_size)
-
-    def _sample(self, key: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
-        k_target, k_noise = jax.random.split(key)
-        target = jax.random.randint(k_target, (n,), 0, self.keys.shape[0])
-        clean = self.keys[target] @ self.mix.T
-        x = clean + self.noise * jax.random.normal(k_noise, clean.shape)
-        return x, target
-
-
 def _mean_brier(output: jax.Array, target: jax.Array) -> jax.Array:
     return jnp.mean(brier(output, target))
 
 
-def _queries(kernel: jax.Array, x: jax.Array) -> jax.Array:
-    q = x @ kernel
-    return q / jnp.linalg.norm(q, axis=-1, keepdims=True)
-
-
-class _Reader(nn.Module):
-    """q = normalize(x W) reads the memory at a learned temperature; W starts at I."""
-
-    init_tau: float
-    min_tau: float | None
-
-    @nn.compact
-    def __call__(self, x, keys, values):
-        kernel = self.param("query", lambda _, n: jnp.eye(n), x.shape[-1])
-        attend = TemperatureAttention(self.init_tau, self.min_tau, name="attention")
-        return attend(_queries(kernel, x), keys, values)
-
-
-def _train(config, workdir, task: _Task, name: str):
-    reader = _Reader(config.init_tau, config.min_tau)
+def _train(config, workdir, task: RetrievalTask, name: str):
+    reader = MemoryReader(config.init_tau, config.min_tau)
 
     def tau(params) -> jax.Array:
         log_tau = params["params"]["attention"]["log_tau"]
@@ -209,14 +166,14 @@ def _train(config, workdir, task: _Task, name: str):
     return kernel, np.asarray(trajectory), final, float(tau(result.params))
 
 
-def _tau_profile(task: _Task, kernel, grid: np.ndarray) -> np.ndarray:
+def _tau_profile(task: RetrievalTask, kernel, grid: np.ndarray) -> np.ndarray:
     """Training loss of the final model as a function of tau alone (W fixed).
 
     In float64, so the separable task's vanishing losses do not underflow to ties.
     """
     with jax.enable_x64(True):
         x, target = task.train
-        queries = _queries(jnp.asarray(kernel, jnp.float64), x.astype(jnp.float64))
+        queries = unit_queries(jnp.asarray(kernel, jnp.float64), x.astype(jnp.float64))
         keys, values = task.keys.astype(jnp.float64), task.values.astype(jnp.float64)
 
         def train_loss(tau):
@@ -225,10 +182,10 @@ def _tau_profile(task: _Task, kernel, grid: np.ndarray) -> np.ndarray:
         return np.asarray(jax.jit(jax.vmap(train_loss))(jnp.asarray(grid)))
 
 
-def _dloss_dlog_tau(task: _Task, kernel, tau: float) -> float:
+def _dloss_dlog_tau(task: RetrievalTask, kernel, tau: float) -> float:
     """tau * dL/dtau: closed form, with the cotangent dL/d(output) from autodiff."""
     x, target = task.train
-    queries = _queries(kernel, x)
+    queries = unit_queries(kernel, x)
     output = attention(queries, task.keys, task.values, tau=tau)
     cotangent = jax.grad(lambda out: _mean_brier(out, target))(output)
     return float(
@@ -241,8 +198,9 @@ def learned_temperature(config: ml_collections.ConfigDict, workdir: Workdir) -> 
     grid = np.geomspace(config.min_tau, 10.0, config.grid_points)
     runs, curves, taus = {}, {}, {}
     results = {}
+    sizes = {k: config[k] for k in ("memory_size", "dim", "train_size", "test_size")}
     for label, noise in (("noisy", config.noise), ("separable", 0.0)):
-        task = _Task(config, noise)
+        task = retrieval_task(jax.random.key(config.seed + 1), noise=noise, **sizes)
         kernel, runs[label], final, taus[label] = _train(config, workdir, task, label)
         curves[label] = _tau_profile(task, kernel, grid)
         prefix = "" if label == "noisy" else "separable_"

@@ -13,11 +13,11 @@ Three questions, answered numerically (float64 unless stated), the maths in
    when eps = 0 (for eps > 0 the inner product has a closed form, also checked).
    Random draws, in float32 and float64.
 3. Per-example gradients of x -> Dense -> norm -> tanh -> Dense with a squared error,
-   three ways (``per_example_grads``): ``jacrev`` of the per-sample losses (the
-   in-context gradient), ``vmap(grad)`` over batches of one, and ``vmap(grad)`` with
-   the statistics shared through ``axis_name``. For layer norm all three agree. For
-   batch norm a batch of one normalizes to exactly 0 (no first-layer gradient), and
-   the ``axis_name`` rows sum to the batch gradient but split it by input path, so
+   three ways (``per_example_decompositions``): ``jacrev`` of the per-sample losses
+   (the in-context gradient), ``vmap(grad)`` over batches of one, and ``vmap(grad)``
+   with the statistics shared through ``axis_name``. For layer norm all three agree.
+   For batch norm a batch of one normalizes to exactly 0 (no first-layer gradient),
+   and the ``axis_name`` rows sum to the batch gradient but split it by input path, so
    per-example clipping or weighting of them is not per-example in the usual sense.
 """
 
@@ -29,6 +29,7 @@ import ml_collections
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from chainlab.data import channel_features
 from chainlab.normalization import (
     batch_norm,
     batch_norm_grad_identities,
@@ -37,7 +38,9 @@ from chainlab.normalization import (
     cross_sample_jacobian,
     instance_norm,
     layer_norm,
+    per_example_decompositions,
     per_example_grads,
+    random_affine,
 )
 from chainlab.runner.plotting import new_figure
 from chainlab.runner.report import markdown_table
@@ -45,41 +48,30 @@ from chainlab.runner.workdir import Workdir
 
 SOURCE = "Ioffe & Szegedy 2015; Ulyanov et al. 2016; Ba et al. 2016"
 CHAIN_RULE = "chain rule through the normalization statistics"
-NORMS = {
-    "batch_norm": batch_norm,
-    "instance_norm": instance_norm,
-    "layer_norm": layer_norm,
-}
+NORMS = {norm.__name__: norm for norm in (batch_norm, instance_norm, layer_norm)}
 # float64 identities and closed forms hold to round-off: ~1e-16 relative, times the
 # few hundred terms of a sum.
 F64_TOL = 1e-12
 # float32 round-off of the same sums (machine epsilon 1.2e-7, times a few terms).
 F32_TOL = 1e-5
-
-
-def _input(key: jax.Array, shape: tuple[int, ...], dtype) -> jax.Array:
-    """A batch with a different mean and spread per channel, as real features have."""
-    kx, ks, km = jax.random.split(key, 3)
-    channel = (1,) * (len(shape) - 1) + (shape[-1],)  # broadcasts over the batch
-    spread = jax.random.uniform(ks, channel, dtype, 0.5, 3.0)
-    return jax.random.normal(kx, shape, dtype) * spread + jax.random.normal(
-        km, channel, dtype
-    )
-
-
-def _affine(key: jax.Array, channels: int, dtype) -> tuple[jax.Array, jax.Array]:
-    """Per-channel (scale, offset), scale in [0.5, 2]."""
-    ks, ko = jax.random.split(key)
-    scale = jax.random.uniform(ks, (channels,), dtype, 0.5, 2.0)
-    return scale, jax.random.normal(ko, (channels,), dtype)
+# Only batch norm couples samples; its Jacobian is the closed form to round-off.
+COUPLING_EXPECTED = {
+    "batch_norm_cross_sample_norm": {"above": 0},
+    "instance_norm_cross_sample_norm": {"equals": 0.0},
+    "layer_norm_cross_sample_norm": {"equals": 0.0},
+    "batch_norm_jacobian_closed_form_max_abs_error": {
+        "at_most": F64_TOL,
+        "label": "float64",
+    },
+}
 
 
 def coupling(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
     """Cross-sample Jacobian block norms of the three layers, and the heatmap."""
     kx, ka = jax.random.split(jax.random.key(config.seed))
     shape = (config.batch_size, config.spatial, config.channels)
-    x = _input(kx, shape, jnp.float64)
-    scale, offset = _affine(ka, config.channels, jnp.float64)
+    x = channel_features(kx, shape, dtype=jnp.float64)
+    scale, offset = random_affine(ka, config.channels, dtype=jnp.float64)
     results, block_norms, rows = {}, {}, []
     for name, fn in NORMS.items():
         norm_fn = functools.partial(fn, scale=scale, offset=offset, eps=config.eps)
@@ -103,15 +95,7 @@ def coupling(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
         f"{config.eps}): Frobenius norm of all off-diagonal blocks d y[a] / d x[b], "
         "a != b, against the diagonal blocks.\n\n" + markdown_table(header, rows)
     )
-    for key, expected in (
-        ("batch_norm_cross_sample_norm", {"above": 0}),
-        ("instance_norm_cross_sample_norm", {"equals": 0.0}),
-        ("layer_norm_cross_sample_norm", {"equals": 0.0}),
-        (
-            "batch_norm_jacobian_closed_form_max_abs_error",
-            {"at_most": F64_TOL, "label": "float64"},
-        ),
-    ):
+    for key, expected in COUPLING_EXPECTED.items():
         workdir.check(key, results[key], **expected, source=SOURCE)
     _heatmap(block_norms, workdir)
     return results
@@ -121,7 +105,6 @@ def _heatmap(block_norms: dict[str, np.ndarray], workdir: Workdir) -> None:
     positive = np.concatenate([norms[norms > 0] for norms in block_norms.values()])
     low, high = np.log10(positive.min()), np.log10(positive.max())
     fig, axes = new_figure(1, len(block_norms), size=(4.0 * len(block_norms), 3.6))
-    image = None
     for ax, (name, norms) in zip(axes, block_norms.items(), strict=True):
         shown = np.ma.masked_equal(norms, 0.0)
         image = ax.imshow(np.ma.log10(shown), vmin=low, vmax=high, cmap="viridis")
@@ -149,8 +132,8 @@ def identities(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
             def trial(draw):
                 kx, kg, ka = jax.random.split(draw, 3)
                 g = jax.random.normal(kg, shape, dtype)
-                scale, _ = _affine(ka, shape[-1], dtype)
-                x = _input(kx, shape, dtype)
+                scale, _ = random_affine(ka, shape[-1], dtype=dtype)
+                x = channel_features(kx, shape, dtype=dtype)
                 return jnp.stack(batch_norm_grad_identities(x, scale, g, eps=eps))
 
             return jnp.max(jax.vmap(trial)(keys), axis=(0, 2))
@@ -183,7 +166,7 @@ def _init_model(key: jax.Array, config: ml_collections.ConfigDict) -> dict:
     """Weights (in, out) with unit-variance fan-in scaling; biases 0."""
     k1, k2, k3 = jax.random.split(key, 3)
     d, h, f64 = config.in_features, config.hidden, jnp.float64
-    scale, offset = _affine(k3, h, f64)
+    scale, offset = random_affine(k3, h, dtype=f64)
     w1 = jax.random.normal(k1, (d, h), f64) / np.sqrt(d)
     w2 = jax.random.normal(k2, (h,), f64) / np.sqrt(h)
     b1 = jnp.zeros((h,), f64)
@@ -194,11 +177,8 @@ def _losses(params, batch, *, norm: str, eps: float, axis_name: str | None = Non
     """Per-example squared errors (B,) of x (B, D) -> Dense -> norm -> tanh -> Dense."""
     x, y = batch
     h = x @ params["w1"] + params["b1"][None, :]
-    affine = (params["scale"], params["offset"])
-    if norm == "batch_norm":
-        h = batch_norm(h, *affine, eps=eps, axis_name=axis_name)
-    else:
-        h = layer_norm(h, *affine, eps=eps)
+    shared = {"axis_name": axis_name} if norm == "batch_norm" else {}
+    h = NORMS[norm](h, params["scale"], params["offset"], eps=eps, **shared)
     return 0.5 * jnp.square(jnp.tanh(h) @ params["w2"] + params["b2"] - y)
 
 
@@ -239,21 +219,12 @@ def _flat(grads):
 def _decompositions(params, x, y, nudge, *, norm: str, eps: float):
     """One layer's row of the table, and each method's first-layer row norms."""
     losses = functools.partial(_losses, norm=norm, eps=eps)
-    shared = functools.partial(losses, axis_name="batch")
-    grads = {
-        "jacrev": per_example_grads(losses, params, (x, y)),
-        "vmap alone": per_example_grads(losses, params, (x, y), method="vmap"),
-        "vmap axis_name": per_example_grads(
-            shared, params, (x, y), method="vmap", axis_name="batch"
-        ),
-    }
-    alone_grads = grads["vmap alone"]
-    grads["moved"] = per_example_grads(losses, params, (x.at[1].add(nudge), y))
-    jacrev, alone, named, moved = (_flat(g) for g in grads.values())
-    batch_grad = ravel_pytree(jax.grad(lambda p: jnp.sum(losses(p, (x, y))))(params))[0]
-    first_layer = jnp.concatenate(
-        [alone_grads["w1"].ravel(), alone_grads["b1"].ravel()]
-    )
+    ways = per_example_decompositions(losses, params, (x, y))
+    grads = dict(zip(("jacrev", "vmap alone", "vmap axis_name"), ways[:3], strict=True))
+    moved_grads = per_example_grads(losses, params, (x.at[1].add(nudge), y))
+    jacrev, alone, named, moved = (_flat(g) for g in (*ways[:3], moved_grads))
+    batch_grad = ravel_pytree(ways.batch)[0]
+    first_layer = jnp.concatenate([ways.alone["w1"].ravel(), ways.alone["b1"].ravel()])
     row = {
         "jacrev_sum_rel_error": _rel(jacrev.sum(0), batch_grad),
         "vmap_alone_sum_rel_error": _rel(alone.sum(0), batch_grad),
@@ -263,7 +234,6 @@ def _decompositions(params, x, y, nudge, *, norm: str, eps: float):
         "vmap_alone_first_layer_grad_max_abs": jnp.abs(first_layer).max(),
         "other_sample_sensitivity": _rel(moved[0], jacrev[0]),  # x[1] nudged
     }
-    del grads["moved"]
     return row, {k: jnp.linalg.norm(g["w1"], axis=(1, 2)) for k, g in grads.items()}
 
 
@@ -271,7 +241,7 @@ def per_example(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
     """Three per-example gradient decompositions, with batch norm and layer norm."""
     keys = jax.random.split(jax.random.key(config.seed + 2), 4)
     b, d = config.per_example_batch, config.in_features
-    x = _input(keys[0], (b, d), jnp.float64)
+    x = channel_features(keys[0], (b, d), dtype=jnp.float64)
     y = jnp.sin(x @ jax.random.normal(keys[1], (d,), jnp.float64))
     params = _init_model(keys[2], config)
     nudge = 0.5 * jax.random.normal(keys[3], (d,), jnp.float64)
@@ -308,9 +278,8 @@ def _per_example_figure(first_layer: dict, workdir: Workdir) -> None:
     for ax, (norm, methods) in zip(axes, first_layer.items(), strict=True):
         width = 0.8 / len(methods)
         for i, (method, values) in enumerate(methods.items()):
-            ax.bar(
-                np.arange(values.size) + (i - 1) * width, values, width, label=method
-            )
+            at = np.arange(values.size) + (i - 1) * width
+            ax.bar(at, values, width, label=method)
         ax.set(title=norm, xticks=range(values.size), xlabel="example i")
         ax.set_ylabel("norm of row i, w1 part")
     axes[0].legend()

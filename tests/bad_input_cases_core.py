@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from bad_input_case import Case
 
-from chainlab import activations, attention, attribution, gradcheck, losses
+from chainlab import activations, attention, attribution, data, gradcheck, losses
 from chainlab import normalization as norm
 
 
@@ -40,6 +40,12 @@ def _values(label, call, name, allowed):
 
 ACTIVATIONS = [
     Case("relu complex", lambda: activations.relu(1j), TypeError, "x must be real"),
+    Case(
+        "relu_reverse_only complex",
+        lambda: activations.relu_reverse_only(1j),
+        TypeError,
+        "x must be real",
+    ),
     Case(
         "leaky_relu slope nan",
         lambda: activations.leaky_relu(X3, jnp.array(jnp.nan)),
@@ -387,6 +393,20 @@ NORMALIZATION = [
         ),
         ValueError,
         r"batch must hold arrays with one common leading axis, got shapes",
+    ),
+    Case(
+        "per_example_decompositions empty batch",
+        lambda: norm.per_example_decompositions(
+            lambda w, x, axis_name=None: x @ w, ONES, {}
+        ),
+        ValueError,
+        "batch must hold arrays with one common leading axis",
+    ),
+    Case(
+        "random_affine num_channels=0",
+        lambda: norm.random_affine(jax.random.key(0), 0),
+        ValueError,
+        "num_channels must be an integer >= 1",
     ),
     Case(
         "per_example_grads scalar loss",
@@ -737,6 +757,30 @@ GRADCHECK = [
     ),
 ]
 
+RETRIEVAL = {"memory_size": 4, "dim": 3, "train_size": 8, "test_size": 2}
+DATA = [
+    Case(
+        "retrieval_task memory_size=0",
+        lambda: data.retrieval_task(
+            jax.random.key(0), noise=0.1, **{**RETRIEVAL, "memory_size": 0}
+        ),
+        ValueError,
+        "memory_size must be an integer >= 1",
+    ),
+    *_values(
+        "retrieval_task noise<0",
+        lambda n: data.retrieval_task(jax.random.key(0), noise=n, **RETRIEVAL),
+        "noise",
+        ">= 0",
+    ),
+    Case(
+        "channel_features no channel axis",
+        lambda: data.channel_features(jax.random.key(0), ()),
+        ValueError,
+        "shape must have at least one axis",
+    ),
+]
+
 CASES: list[Case] = [
     *ACTIVATIONS,
     *LOSSES,
@@ -744,4 +788,5 @@ CASES: list[Case] = [
     *NORMALIZATION,
     *ATTRIBUTION,
     *GRADCHECK,
+    *DATA,
 ]

@@ -10,15 +10,18 @@ from chainlab import embedding, regression
 from chainlab.layers import (
     Maxout,
     MaxoutNNX,
+    MemoryReader,
+    MemoryReaderNNX,
     TemperatureAttention,
     TemperatureAttentionNNX,
     maxout_routing,
     routed_gradient,
+    unit_queries,
 )
 
 
-def _init(layer, x):
-    return lambda: layer.init(jax.random.key(0), x)
+def _init(layer, *inputs):
+    return lambda: layer.init(jax.random.key(0), *inputs)
 
 
 LAYER_CASES = [
@@ -118,6 +121,44 @@ LAYER_CASES = [
         lambda: TemperatureAttentionNNX(init_tau=jnp.array(-1.0)),
         ValueError,
         "init_tau must be > 0",
+    ),
+    Case(
+        "unit_queries kernel rank 1",
+        lambda: unit_queries(jnp.ones(3), jnp.ones((2, 3))),
+        ValueError,
+        "kernel must have rank 2",
+    ),
+    Case(
+        "unit_queries x size",
+        lambda: unit_queries(jnp.ones((3, 2)), jnp.ones((2, 4))),
+        ValueError,
+        r"x must have shape \(\.\.\., 3\)",
+    ),
+    Case(
+        "MemoryReader x rank 1",
+        _init(MemoryReader(), jnp.ones(2), jnp.ones((3, 2)), jnp.eye(3)),
+        ValueError,
+        r"x must have shape \(\.\.\., \*, \*\)",
+    ),
+    Case(
+        "MemoryReader min_tau=0",
+        _init(
+            MemoryReader(min_tau=0.0), jnp.ones((1, 2)), jnp.ones((3, 2)), jnp.eye(3)
+        ),
+        ValueError,
+        "min_tau must be > 0",
+    ),
+    Case(
+        "MemoryReaderNNX key_features=0",
+        lambda: MemoryReaderNNX(2, 0),
+        ValueError,
+        "key_features must be an integer >= 1",
+    ),
+    Case(
+        "MemoryReaderNNX x size",
+        lambda: MemoryReaderNNX(2, 2)(jnp.ones((1, 3)), jnp.ones((3, 2)), jnp.eye(3)),
+        ValueError,
+        r"x must have shape \(\.\.\., 2\)",
     ),
 ]
 

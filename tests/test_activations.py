@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from chainlab.activations import elu, leaky_relu, maxout, relu
+from chainlab.activations import elu, leaky_relu, maxout, relu, relu_reverse_only
 
 # check_grads in float64 compares autodiff with its own finite differences (eps 1e-4 by
 # default in float64); second-order central differences then agree to ~1e-6, so 1e-5
@@ -125,6 +125,24 @@ def test_elu_kink_matches_one_sided_finite_difference(side, x64):
 def test_jnp_maximum_splits_the_kink_but_relu_does_not():
     assert float(jax.grad(lambda x: jnp.maximum(x, 0.0))(0.0)) == 0.5
     assert float(jax.grad(relu)(0.0)) == 0.0
+
+
+def test_reverse_only_relu_matches_relu_in_reverse_mode_and_refuses_forward(x64):
+    x = jnp.asarray(np.concatenate([SMOOTH_POINTS, [0.0]]))
+
+    @jax.jit  # one program for the values and both reverse-mode derivatives
+    def reverse(x):
+        return [
+            (g(x), jax.vmap(jax.grad(g))(x), jax.vmap(jax.jacrev(jax.grad(g)))(x))
+            for g in (relu_reverse_only, relu)
+        ]
+
+    for ours, theirs in zip(*reverse(x), strict=True):
+        np.testing.assert_array_equal(ours, theirs)  # the kink x = 0 included
+    check_grads(relu_reverse_only, (x[:-1],), order=1, modes=("rev",))
+    for forward in (jax.jacfwd, jax.hessian):
+        with pytest.raises(TypeError, match="can't apply forward-mode autodiff"):
+            forward(relu_reverse_only)(0.0)
 
 
 def test_jacfwd_equals_jacrev_on_a_batch(key):

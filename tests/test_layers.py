@@ -1,4 +1,4 @@
-"""Flax layers: Maxout and TemperatureAttention in linen and NNX, maxout routing."""
+"""Flax layers: Maxout, TemperatureAttention, MemoryReader in linen and NNX; routing."""
 
 import chex
 import jax
@@ -8,14 +8,17 @@ from flax import nnx
 from jax.test_util import check_grads
 
 from chainlab.activations import maxout
-from chainlab.attention import attention_tau_grad
+from chainlab.attention import attention, attention_tau_grad
 from chainlab.layers import (
     Maxout,
     MaxoutNNX,
+    MemoryReader,
+    MemoryReaderNNX,
     TemperatureAttention,
     TemperatureAttentionNNX,
     maxout_routing,
     routed_gradient,
+    unit_queries,
 )
 from chainlab.models import MaxoutMLP, maxout_routings
 
@@ -23,6 +26,9 @@ from chainlab.models import MaxoutMLP, maxout_routings
 FLOAT32_TOL = 1e-6
 # check_grads in float64 (see tests/test_activations.py for the reasoning).
 CHECK_GRADS_TOL = 1e-5
+# float32 gradients through a softmax and a normalization, by two code paths: ulps of
+# O(1) sums, amplified by the 1/tau of the logits.
+GRAD_RTOL = 1e-5
 FEATURES, PIECES, D_IN, BATCH = 3, 4, 5, 6
 
 
@@ -194,3 +200,47 @@ def test_temperature_attention_clips_tau(qkv):
     assert float(model.tau) == pytest.approx(0.5)
     clipped = TemperatureAttentionNNX(init_tau=0.5)
     chex.assert_trees_all_close(model(q, k, v), clipped(q, k, v), rtol=1e-6)
+
+
+def test_unit_queries_have_unit_length_and_the_direction_of_x_w(key):
+    kx, kw = jax.random.split(key)
+    x, kernel = jax.random.normal(kx, (2, 3, 4)), jax.random.normal(kw, (4, 5))
+    q = unit_queries(kernel, x)
+    chex.assert_trees_all_close(jnp.linalg.norm(q, axis=-1), jnp.ones((2, 3)))
+    chex.assert_trees_all_close(
+        q * jnp.linalg.norm(x @ kernel, axis=-1)[..., None],
+        x @ kernel,
+        rtol=FLOAT32_TOL,
+    )
+
+
+def test_memory_reader_linen_and_nnx_read_the_memory_alike(key):
+    kx, kk = jax.random.split(key)
+    x = jax.random.normal(kx, (6, 4))
+    keys = unit_queries(jnp.eye(3), jax.random.normal(kk, (5, 3)))  # unit rows
+    values = jnp.eye(5)
+    linen = MemoryReader(init_tau=0.5, min_tau=0.01)
+    params = linen.init(jax.random.key(0), x, keys, values)
+    model = MemoryReaderNNX(4, 3, init_tau=0.5, min_tau=0.01)
+    graphdef, state = nnx.split(model)
+    # Same parameters, starting at the identity query map and tau = init_tau.
+    chex.assert_trees_all_equal(params["params"], nnx.to_pure_dict(state))
+    chex.assert_trees_all_equal(params["params"]["query"], jnp.eye(4, 3))
+    read = linen.apply(params, x, keys, values)
+    want = attention(unit_queries(jnp.eye(4, 3), x), keys, values, tau=0.5)
+    chex.assert_trees_all_close(read, want, rtol=FLOAT32_TOL)
+    chex.assert_trees_all_close(model(x, keys, values), read, rtol=FLOAT32_TOL)
+
+    def loss_linen(p):
+        return jnp.sum(linen.apply(p, x, keys, values) ** 2)
+
+    def loss_nnx(s):
+        return jnp.sum(nnx.merge(graphdef, s)(x, keys, values) ** 2)
+
+    by_linen, by_nnx = jax.grad(loss_linen)(params)["params"], jax.grad(loss_nnx)(state)
+    chex.assert_trees_all_close(by_linen, nnx.to_pure_dict(by_nnx), rtol=GRAD_RTOL)
+    # d/dlog tau = tau dL/dtau, with the closed form of chainlab.attention.
+    q = unit_queries(jnp.eye(4, 3), x)
+    closed = 0.5 * attention_tau_grad(q, keys, values, 0.5, 2 * read)
+    log_tau_grad = by_linen["attention"]["log_tau"]
+    chex.assert_trees_all_close(log_tau_grad, closed, rtol=GRAD_RTOL)

@@ -21,7 +21,9 @@ from chainlab.normalization import (
     init_batch_norm_state,
     instance_norm,
     layer_norm,
+    per_example_decompositions,
     per_example_grads,
+    random_affine,
     update_running_stats,
 )
 
@@ -41,13 +43,6 @@ def _reference(x, axes, scale, offset, eps):
     mean = x.mean(axis=axes, keepdims=True)
     var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
     return (x - mean) / np.sqrt(var + eps) * np.asarray(scale) + np.asarray(offset)
-
-
-def _affine(key, channels, dtype=jnp.float32):
-    k1, k2 = jax.random.split(key)
-    scale = jax.random.uniform(k1, (channels,), dtype, 0.5, 2.0)
-    offset = jax.random.normal(k2, (channels,), dtype)
-    return scale, offset
 
 
 NORMS = {
@@ -72,7 +67,7 @@ def test_values_match_numpy(name, shape, key):
     fn, axes = NORMS[name]
     kx, ka = jax.random.split(key)
     x = 3.0 * jax.random.normal(kx, shape) + 1.0
-    scale, offset = _affine(ka, shape[-1])
+    scale, offset = random_affine(ka, shape[-1])
     for eps in (0.0, 0.5):
         got = fn(x, scale, offset, eps=eps)
         want = _reference(x, axes(len(shape)), scale, offset, eps)
@@ -95,7 +90,7 @@ def test_hand_computed_batch_norm_and_layer_norm():
 def test_instance_norm_is_batch_norm_of_each_sample(key):
     # Instance norm of (N, L, C) = batch norm of each sample's (L, C) on its own.
     x = jax.random.normal(key, (3, 5, 2))
-    scale, offset = _affine(key, 2)
+    scale, offset = random_affine(key, 2)
     per_sample = jax.vmap(lambda s: batch_norm(s, scale, offset))(x)
     np.testing.assert_allclose(
         instance_norm(x, scale, offset), per_sample, atol=F32_TOL
@@ -106,7 +101,7 @@ def test_instance_norm_is_batch_norm_of_each_sample(key):
 def test_jit_and_vmap(name, key):
     fn, _ = NORMS[name]
     x = jax.random.normal(key, (2, 4, 3, 2))  # vmapped axis of 2, then (4, 3, 2)
-    scale, offset = _affine(key, 2)
+    scale, offset = random_affine(key, 2)
     eager = jnp.stack([fn(xi, scale, offset) for xi in x])
     jitted = jax.jit(jax.vmap(functools.partial(fn, scale=scale, offset=offset)))(x)
     np.testing.assert_allclose(jitted, eager, atol=F32_TOL)
@@ -117,7 +112,7 @@ def test_check_grads_float64(name, key, x64):
     fn, _ = NORMS[name]
     kx, ka = jax.random.split(key)
     x = jax.random.normal(kx, (2, 3, 2), jnp.float64)
-    scale, offset = _affine(ka, 2, jnp.float64)
+    scale, offset = random_affine(ka, 2, dtype=jnp.float64)
     # Jitted: one compile per transformation instead of one per primitive.
     check_grads(
         jax.jit(lambda x, s, o: fn(x, s, o, eps=1e-3)),
@@ -133,7 +128,7 @@ def test_batch_norm_jacobian_closed_form_is_autodiffs(key, x64):
     shape, eps = (3, 2, 2), 0.3  # a spatial axis; eps = 0 in the hand-computed test
     kx, ka = jax.random.split(key)
     x = jax.random.normal(kx, shape, jnp.float64)
-    scale, offset = _affine(ka, shape[-1], jnp.float64)
+    scale, offset = random_affine(ka, shape[-1], dtype=jnp.float64)
     bn = functools.partial(batch_norm, scale=scale, offset=offset, eps=eps)
 
     @jax.jit
@@ -165,7 +160,7 @@ def test_cross_sample_coupling_only_for_batch_norm(name, key):
     fn, _ = NORMS[name]
     kx, ka, kw = jax.random.split(key, 3)
     x = jax.random.normal(kx, (4, 3, 2))
-    scale, offset = _affine(ka, 2)
+    scale, offset = random_affine(ka, 2)
     readout = jax.random.normal(kw, (3, 2))
     jac = cross_sample_jacobian(
         functools.partial(fn, scale=scale, offset=offset),
@@ -189,7 +184,7 @@ def test_batch_norm_gradient_identities(dtype, key):
         kx, kg, ka = jax.random.split(key, 3)
         x = 2.0 * jax.random.normal(kx, (6, 2, 3), dtype) + 1.0
         g = jax.random.normal(kg, (6, 2, 3), dtype)
-        scale, _ = _affine(ka, 3, dtype)
+        scale, _ = random_affine(ka, 3, dtype=dtype)
         tol = F32_TOL if dtype == "float32" else F64_TOL
         identities = jax.jit(batch_norm_grad_identities)
         exact, with_eps = identities(x, scale, g, eps=0.0), identities(x, scale, g)
@@ -220,7 +215,7 @@ def test_running_stats_are_an_explicit_pure_ema(key):
     )
     np.testing.assert_allclose(final.mean, mean, rtol=F32_TOL)
     np.testing.assert_allclose(final.var, var, rtol=F32_TOL)
-    scale, offset = _affine(key, 3)
+    scale, offset = random_affine(key, 3)
     np.testing.assert_allclose(
         batch_norm_inference(x, final, scale, offset),
         batch_norm(x, scale, offset),
@@ -262,7 +257,7 @@ def test_inference_is_per_sample_and_vmappable(key):
 @pytest.mark.parametrize("lane_shape", [(3,), (4, 3)])
 def test_axis_name_shares_statistics_across_vmap(lane_shape, key):
     x = jax.random.normal(key, (5, *lane_shape))
-    scale, offset = _affine(key, 3)
+    scale, offset = random_affine(key, 3)
     named = jax.vmap(
         lambda xi: batch_norm(xi, scale, offset, axis_name="batch"), axis_name="batch"
     )(x)
@@ -331,3 +326,37 @@ def test_per_example_grads_agree_without_coupling(key, x64):
     in_context, alone = two_ways(w, x)
     np.testing.assert_allclose(in_context.sum(0), batch_grad, atol=F64_TOL)
     chex.assert_trees_all_close(alone, {"w": in_context}, atol=F64_TOL)
+
+
+def test_per_example_decompositions_are_the_three_methods(key, x64):
+    losses, w, x, batch_grad = _per_example_setup(key, batch_norm)
+    ways = jax.jit(per_example_decompositions, static_argnums=0)(losses, w, x)
+    named = functools.partial(losses, axis_name="batch")
+    chex.assert_trees_all_close(ways.in_context, per_example_grads(losses, w, x))
+    chex.assert_trees_all_close(
+        ways.alone, per_example_grads(losses, w, x, method="vmap")
+    )
+    chex.assert_trees_all_close(
+        ways.shared,
+        per_example_grads(named, w, x, method="vmap", axis_name="batch"),
+        atol=F64_TOL,
+    )
+    np.testing.assert_allclose(ways.batch, batch_grad, atol=F64_TOL)
+    np.testing.assert_allclose(ways.shared.sum(0), ways.batch, atol=F64_TOL)
+    assert float(jnp.abs(ways.alone).max()) == 0.0  # a batch of one normalizes to 0
+
+
+def test_per_example_decompositions_agree_without_coupling(key, x64):
+    losses, w, x, batch_grad = _per_example_setup(key, layer_norm)
+    ways = per_example_decompositions(losses, w, x, axis_name="examples")
+    for rows in ways[:3]:
+        np.testing.assert_allclose(rows, ways.in_context, atol=F64_TOL)
+    np.testing.assert_allclose(ways.batch, batch_grad, atol=F64_TOL)
+
+
+def test_random_affine_is_a_seeded_non_identity_map(key, x64):
+    scale, offset = random_affine(key, 1000, dtype=jnp.float64)
+    assert scale.shape == offset.shape == (1000,) and scale.dtype == jnp.float64
+    assert 0.5 <= float(scale.min()) and float(scale.max()) <= 2.0
+    assert float(jnp.abs(scale - 1).max()) > 0.4 and float(offset.std()) > 0.5
+    chex.assert_trees_all_equal(random_affine(key, 1000, dtype=jnp.float64)[1], offset)
