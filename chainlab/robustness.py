@@ -24,6 +24,7 @@ w_j||_2`` (L2) when they are the only two classes.
 - :func:`accuracy_curves`: all three accuracies over grids of sizes.
 - :func:`sensitivity`: the first-order sizes these perturbations act through, mean
   ||J||_F (logits with respect to the input) and mean ||grad_x loss||_2.
+- :func:`evaluate`: all of the above for one classifier, in one dict.
 
 Each function checks its settings when they are concrete and then runs one jitted
 program, compiled once per ``apply``, shapes and static options (``norm``, ``steps``,
@@ -63,6 +64,7 @@ __all__ = [
     "NORMS",
     "accuracy",
     "accuracy_curves",
+    "evaluate",
     "fgsm",
     "noise_accuracy",
     "pgd",
@@ -400,4 +402,54 @@ def accuracy_curves(
         ],
         "fgsm": [attacked(fgsm, e) for e in epsilons],
         "pgd": [attacked(pgd, e, steps=pgd_steps) for e in epsilons],
+    }
+
+
+def evaluate(
+    apply: Apply,
+    params: Any,
+    x: ArrayLike,
+    y: ArrayLike,
+    *,
+    sigmas: Sequence[float],
+    epsilons: Sequence[float],
+    key: jax.Array,
+    draws: int = 1,
+    pgd_steps: int = 10,
+    norm: Norm = "linf",
+    bounds: tuple[float, float] | None = None,
+) -> dict[str, float | list[float]]:
+    """Clean accuracy, sensitivity and the noise and attack curves of a classifier.
+
+    Returns ``{"accuracy", "jacobian_frobenius", "input_gradient_norm", "gaussian",
+    "fgsm", "pgd"}``: :func:`accuracy`, :func:`sensitivity` (means over examples of
+    ||J||_F and ||grad_x loss||_2) as floats, then :func:`accuracy_curves` with the
+    same keywords, one float per entry of ``sigmas`` or ``epsilons``. ``apply(params,
+    x_batch) -> logits`` as in the module docstring.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> apply = lambda w, x: x @ w
+      >>> x, y = jnp.array([[1.0, 0.0]]), jnp.array([0])
+      >>> evaluate(apply, jnp.eye(2), x, y, sigmas=[0.0], epsilons=[1.0],
+      ...          key=jax.random.key(0))["fgsm"]
+      [0.0]
+    """
+    sensitivities = sensitivity(apply, params, x, y)
+    return {
+        "accuracy": float(accuracy(apply, params, x, y)),
+        **{name: float(value) for name, value in sensitivities.items()},
+        **accuracy_curves(
+            apply,
+            params,
+            x,
+            y,
+            sigmas=sigmas,
+            epsilons=epsilons,
+            key=key,
+            draws=draws,
+            pgd_steps=pgd_steps,
+            norm=norm,
+            bounds=bounds,
+        ),
     }

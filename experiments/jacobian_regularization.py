@@ -26,7 +26,7 @@ from chainlab.compilation import eigen_matmul_options
 from chainlab.data import digits_for_classifier
 from chainlab.models import MLP, ConvNet, dense_layers
 from chainlab.runner.figures import curve_panels, estimator_panels
-from chainlab.runner.report import make_check, markdown_table
+from chainlab.runner.timing import interleaved_rounds
 from chainlab.runner.workdir import Workdir
 from chainlab.validation import check_at_least
 
@@ -96,12 +96,11 @@ def _train_and_evaluate(config, model, split, mode, strength, seed, workdir):
         compiler_options=_compiler_options(config),
         **workdir.fit_options,
     ).params
-    x, y = jnp.asarray(split.x_test), jnp.asarray(split.y_test)
-    curves = robustness.accuracy_curves(
+    measured = robustness.evaluate(
         model.apply,
         params,
-        x,
-        y,
+        split.x_test,
+        split.y_test,
         sigmas=(config.noise_sigma, *config.noise_sigmas),
         epsilons=config.attack_epsilons,
         key=jax.random.key(seed + 10_000),
@@ -109,15 +108,9 @@ def _train_and_evaluate(config, model, split, mode, strength, seed, workdir):
         pgd_steps=config.pgd_steps,
         bounds=(0.0, 1.0),
     )
-    sensitivity = robustness.sensitivity(model.apply, params, x, y)
-    noise = curves.pop("gaussian")  # at config.noise_sigma, then config.noise_sigmas
-    return params, {
-        "test_accuracy": float(robustness.accuracy(model.apply, params, x, y)),
-        **{k: float(v) for k, v in sensitivity.items()},
-        "noise_accuracy": noise[0],
-        "gaussian": noise[1:],
-        **curves,
-    }
+    noise = measured.pop("gaussian")  # at config.noise_sigma, then config.noise_sigmas
+    measured |= {"noise_accuracy": noise[0], "gaussian": noise[1:]}
+    return params, {"test_accuracy": measured.pop("accuracy"), **measured}
 
 
 def _step_times(config, model, split) -> dict:
@@ -133,13 +126,10 @@ def _step_times(config, model, split) -> dict:
         return training.make_step(loss_fn, optimizer, compiler_options=options)
 
     calls = {mode: partial(step(mode), *args) for mode in MODES}
-    rounds = [
-        training.interleaved_median_ms(calls, config.timing_repeats, TIMING_BLOCK)
-        for _ in range(TIMING_ROUNDS)
-    ]
-    ms = {mode: np.asarray([r[mode].wall_ms for r in rounds]) for mode in MODES}
-    # Ratios per round (both steps timed over the same stretch); the worst one counts.
-    ratios = ms["projection"] / ms["none"]
+    ms = interleaved_rounds(
+        calls, config.timing_repeats, rounds=TIMING_ROUNDS, block=TIMING_BLOCK
+    )
+    ratios = ms["projection"] / ms["none"]  # per round; the worst one counts
     return {
         "per_mode": {
             m: {"step_ms": float(np.median(t)), "step_ms_rounds": t.tolist()}
@@ -201,10 +191,8 @@ def _figures(config, results, study, workdir) -> None:
     figure = curve_panels(
         panels, ylabel="test accuracy", ylim=(0, 1.02), legend_title="penalty"
     )
-    caption = "Test accuracy against Gaussian input noise, FGSM and PGD (L-inf); "
-    workdir.save_figure(
-        figure, "robustness", caption=caption + "one curve per penalty."
-    )
+    caption = "Test accuracy against Gaussian input noise, FGSM and PGD (L-inf)."
+    workdir.save_figure(figure, "robustness", caption=caption)
     estimates = {method: study[method] for method in ESTIMATORS}
     figure = estimator_panels(estimates, ylabel="||J||_F^2, example 0")
     caption = "Left: estimates of ||J||_F^2 (mean +- std over keys) against the exact "
@@ -217,15 +205,14 @@ def _check(measured, source: str, **threshold) -> dict:
     return {"measured": measured, "source": source, **threshold}
 
 
-def _checks(config, results, study, closed) -> dict[str, dict]:
-    """The report's rows, ``{name: Workdir.check keywords}``: the training goals first,
-    reported as info unless ``config.judge_training_goals``."""
-    none, exact, proj = (results[mode] for mode in MODES)
+def _goals(config, results) -> dict[str, dict]:
+    """The training goals, ``{name: Workdir.goal keywords except judged}``."""
+    none, proj = results["none"], results["projection"]
     speed = {"at_most": STEP_RATIO_TARGET}  # the speed goal is set for the MLP
     if config.architecture != "mlp":
         speed = {"info": "goal set for the MLP only"}
     gain = proj["noise_accuracy"] - none["noise_accuracy"]
-    goals = {
+    return {
         "||J||_F reduction, none / projection (n_proj=1)": _check(
             results["jacobian_reduction"], PAPER, at_least=REDUCTION_TARGET
         ),
@@ -239,10 +226,11 @@ def _checks(config, results, study, closed) -> dict[str, dict]:
             _check(gain, PAPER, above=0.0)
         ),
     }
-    if not config.judge_training_goals:  # judged at full length only
-        for name, check in goals.items():
-            target = f"{make_check(name, **check).target} at paper scale"
-            goals[name] = _check(check["measured"], check["source"], info=target)
+
+
+def _checks(results, study, closed) -> dict[str, dict]:
+    """The other rows of the report, ``{name: Workdir.check keywords}``."""
+    exact, proj = results["exact"], results["projection"]
     closed_form = {
         f"closed-form dR/d(W1, b1, W2) vs autodiff, {dtype}": _check(
             closed[dtype]["max_relative_error"], MATRIX_CALCULUS, at_most=tol
@@ -258,7 +246,6 @@ def _checks(config, results, study, closed) -> dict[str, dict]:
     }
     b2 = [closed[dtype]["b2_max_abs"] for dtype in CLOSED_FORM_TOL]
     return {
-        **goals,
         "mean ||J||_F, exact penalty / projection penalty": _check(
             exact["jacobian_frobenius"] / proj["jacobian_frobenius"],
             PAPER,
@@ -284,7 +271,7 @@ def _tables(config, results, study, closed, workdir) -> None:
         "step ms": "step_ms",
     }
     rows = [[mode, *(results[mode][k] for k in columns.values())] for mode in MODES]
-    workdir.note(markdown_table(["mode", *columns], rows))
+    workdir.table(["mode", *columns], rows)
     epsilons = config.attack_epsilons
     attacks = [(c, i) for c in ("fgsm", "pgd") for i, e in enumerate(epsilons) if e > 0]
     header = ["mode", *(f"noise {s:g}" for s in config.noise_sigmas)]
@@ -293,21 +280,19 @@ def _tables(config, results, study, closed, workdir) -> None:
         [m, *results[m]["gaussian"], *(results[m][c][i] for c, i in attacks)]
         for m in MODES
     ]
-    workdir.note(
-        "Test accuracy under perturbations:\n\n" + markdown_table(header, rows)
-    )
+    workdir.table(header, rows, title="Test accuracy under perturbations")
     header = ["dtype", "dW1", "db1", "dW2", "closed form ms", "autodiff ms"]
     rows = [
         [d, *c["relative_error"].values(), c["closed_form_ms"], c["autodiff_ms"]]
         for d, c in closed.items()
     ]
-    workdir.note(
+    title = (
         "Closed form for f(x) = tanh(x W1 + b1) W2 + b2, weights (in, out) (hidden "
         f"{config.closed_form_hidden}, mean over {config.closed_form_examples} test "
         "inputs; chainlab.regularizers.one_hidden_layer_mean_penalty_grad), relative "
-        "errors against reverse-over-reverse autodiff:\n\n"
-        + markdown_table(header, rows)
+        "errors against reverse-over-reverse autodiff"
     )
+    workdir.table(header, rows, title=title)
     std = study["batch_relative_std"]
     workdir.note(
         f"Estimators on the unregularised model (exact ||J||_F^2 of test example 0: "
@@ -324,7 +309,7 @@ def _tables(config, results, study, closed, workdir) -> None:
             for m in MODES[1:]
         ]
         header = ["strength", "method", "clean acc", "mean ||J||_F", "noisy acc"]
-        workdir.note("Strength sweep (first seed):\n\n" + markdown_table(header, rows))
+        workdir.table(header, rows, title="Strength sweep (first seed)")
 
 
 def _seed_means(per_seed: list[dict]) -> dict:
@@ -368,22 +353,18 @@ def run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
             sweep = [train(method, s, seeds[0])[1] for s in config.sweep_strengths]
             results["sweep"][method] = {k: [r[k] for r in sweep] for k in SWEPT}
 
-    for name, check in _checks(config, results, study, closed).items():
+    for name, goal in _goals(config, results).items():
+        workdir.goal(name, judged=config.judge_training_goals, **goal)
+    for name, check in _checks(results, study, closed).items():
         workdir.check(name, **check)
-    if not config.judge_training_goals:
-        workdir.note(
-            f"Only {config.steps} training steps: the training goals above are "
-            "reported as info and judged in the paper-scale variant."
-        )
     workdir.note(
-        f"Model: {description}. Strength {config.strength} on ||J||_F^2 (Hoffman et "
-        f"al.'s lambda_JR = {2 * config.strength:g} on ||J||_F^2 / 2), {config.steps} "
-        f"Adam steps of batch {config.batch_size}, mean of {len(seeds)} seed(s). J is "
-        "the Jacobian of the 10 logits with respect to the 64 inputs (pixels / 16). "
-        "Noise is added without clipping; attacked images are clipped to [0, 1]. Step "
-        f"times are medians over {TIMING_ROUNDS} rounds in which the modes take turns "
-        f"in blocks of {TIMING_BLOCK} calls (see {BENCHMARK} for the comparison with "
-        "PyTorch's double backprop). XLA compile options of the training steps: "
+        f"Model: {description}, {config.steps} Adam steps of batch "
+        f"{config.batch_size}, mean of {len(seeds)} seed(s). Penalty {config.strength} "
+        f"||J||_F^2 (Hoffman et al.'s lambda_JR = {2 * config.strength:g}), J of the "
+        "10 logits by the 64 inputs (pixels / 16). Noise is not clipped; attacked "
+        f"images are clipped to [0, 1]. Step times: medians of {TIMING_ROUNDS} rounds "
+        f"of turns in blocks of {TIMING_BLOCK} calls (PyTorch comparison: {BENCHMARK})"
+        ". XLA compile options of the training steps: "
         f"{results['compiler_options'] or 'none (defaults)'}."
     )
     _tables(config, results, study, closed, workdir)

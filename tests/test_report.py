@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from chainlab.runner.figures import estimator_panels
-from chainlab.runner.report import make_check, markdown_table
+from chainlab.runner.report import format_value, make_check, markdown_table
+from chainlab.runner.workdir import Workdir
 
 
 @pytest.mark.parametrize(
@@ -73,3 +74,32 @@ def test_estimator_panels_draw_every_estimator_against_the_exact_value():
     assert len(right.get_legend().get_texts()) == 2
     (exact,) = [line for line in left.get_lines() if line.get_label() == "exact"]
     assert exact.get_ydata()[0] == 2.0
+
+
+@pytest.mark.parametrize(
+    ("judged", "measured", "target", "verdict"),
+    [
+        (True, 2.0, "<= 3", "pass"),
+        (True, 4.0, "<= 3", "FAIL"),
+        (False, 4.0, "<= 3 at paper scale", "info"),
+    ],
+)
+def test_goal_is_judged_or_shown_as_info_at_paper_scale(
+    tmp_path, judged, measured, target, verdict
+):
+    work = Workdir(tmp_path)
+    work.goal("step ratio", measured, source="s", judged=judged, at_most=3.0)
+    assert work.checks[0].row()[1:] == [format_value(measured), target, "s", verdict]
+
+
+def test_a_goal_given_as_info_stays_as_it_is(tmp_path):
+    work = Workdir(tmp_path)
+    work.goal("ratio", 1.0, source="s", judged=False, info="set for the MLP only")
+    assert work.checks[0].target == "set for the MLP only"
+
+
+def test_table_notes_a_titled_markdown_table(tmp_path):
+    work = Workdir(tmp_path)
+    work.table(["a"], [[1]], title="Sweep")
+    work.table(["b"], [[2]])
+    assert work.sections == ["Sweep:\n\n| a |\n|---|\n| 1 |", "| b |\n|---|\n| 2 |"]

@@ -157,3 +157,37 @@ def test_sensitivity_of_a_linear_model_is_its_weights(binary):
     grads = (p - jax.nn.one_hot(y, p.shape[1])) @ w.T
     expected = jnp.mean(jnp.linalg.norm(grads, axis=1))
     np.testing.assert_allclose(s["input_gradient_norm"], expected, rtol=RTOL)
+
+
+def test_evaluate_gathers_accuracy_sensitivity_and_curves(binary):
+    """On the linear model every entry has its closed form; zero sizes are clean."""
+    params, x, y = binary
+    result = robustness.evaluate(
+        linear_apply,
+        params,
+        x,
+        y,
+        sigmas=(0.0, 0.5),
+        epsilons=(0.0, EPSILON),
+        key=jax.random.key(3),
+        draws=2,
+        pgd_steps=3,
+    )
+    assert set(result) == {
+        "accuracy",
+        "jacobian_frobenius",
+        "input_gradient_norm",
+        "gaussian",
+        "fgsm",
+        "pgd",
+    }
+    clean = float(jnp.mean(_margin(params, x, y) > 0))
+    shrink = jnp.sum(jnp.abs(_difference(params, y)), axis=1)
+    attacked = float(jnp.mean(_margin(params, x, y) > EPSILON * shrink))
+    assert result["accuracy"] == clean
+    np.testing.assert_allclose(
+        result["jacobian_frobenius"], jnp.linalg.norm(params[0]), rtol=RTOL
+    )
+    assert result["gaussian"][0] == result["fgsm"][0] == result["pgd"][0] == clean
+    assert result["fgsm"][1] == attacked
+    assert all(isinstance(v, float) for v in jax.tree.leaves(result))

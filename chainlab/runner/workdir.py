@@ -18,7 +18,7 @@ import json
 import os
 import platform
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,10 +37,13 @@ class Workdir:
     Attributes:
       path: the folder itself.
       resume: whether training should continue from the last checkpoint.
+      writes: whether this process writes files (process 0 of a multi-process run;
+        the others still collect checks and notes).
     """
 
     path: Path
     resume: bool = False
+    writes: bool = True
     checks: list[Check] = field(default_factory=list)
     sections: list[str] = field(default_factory=list)
 
@@ -64,6 +67,8 @@ class Workdir:
         ``split``) before its interruption."""
         record = {"step": int(step), **to_json(dict(metrics))}
         path = self.path / "metrics.jsonl"
+        if not self.writes:
+            return
         if self.resume and path.exists():
             key = _record_key(record)
             for line in path.read_text().splitlines():
@@ -77,12 +82,14 @@ class Workdir:
         """Save a matplotlib figure as ``name.png`` and show it in the report."""
         filename = name if name.endswith(".png") else f"{name}.png"
         target = self.path / filename
-        temporary = target.with_name(f".{filename}.tmp.png")
-        figure.savefig(temporary, dpi=110)
-        os.replace(temporary, target)
         self.sections.append(f"![{caption or name}]({filename})")
         if caption:
             self.sections.append(f"*{caption}*")
+        if not self.writes:
+            return target
+        temporary = target.with_name(f".{filename}.tmp.png")
+        figure.savefig(temporary, dpi=110)
+        os.replace(temporary, target)
         return target
 
     def check(self, name: str, measured: Any, *, source: str, **threshold) -> None:
@@ -98,6 +105,32 @@ class Workdir:
     def note(self, markdown: str) -> None:
         """Add a paragraph or a markdown table to the report."""
         self.sections.append(markdown.strip())
+
+    def goal(
+        self, name: str, measured: Any, *, source: str, judged: bool, **threshold
+    ) -> None:
+        """Add a training goal: a :meth:`check` when ``judged``, else info.
+
+        A run too short to reach the goal (a quick variant) reports it without a
+        verdict, its target text followed by "at paper scale"; a goal given as
+        ``info`` is reported as it is.
+        """
+        check = make_check(name, measured, source=source, **threshold)
+        if not judged and check.passed is not None:
+            info = f"{check.target} at paper scale"
+            check = make_check(name, measured, source=source, info=info)
+        self.checks.append(check)
+
+    def table(
+        self,
+        header: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        *,
+        title: str | None = None,
+    ) -> None:
+        """Add a :func:`~chainlab.runner.report.markdown_table`, after ``title:``."""
+        table = markdown_table(header, rows)
+        self.note(f"{title}:\n\n{table}" if title else table)
 
     def render_report(self, title: str, header: str, failure: str | None = None) -> str:
         """The markdown of ``report.md``."""
