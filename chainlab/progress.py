@@ -35,14 +35,17 @@ def progress(
     total: int | None = None,
     desc: str | None = None,
     initial: int = 0,
+    disable: bool = False,
 ):
-    """A tqdm progress bar on stderr: live on a terminal, periodic lines otherwise."""
-    if sys.stderr.isatty():
+    """A tqdm progress bar on stderr: live on a terminal, periodic lines otherwise;
+    nothing with ``disable``."""
+    if sys.stderr.isatty() or disable:
         return tqdm(
             iterable,
             total=total,
             desc=desc,
             initial=initial,
+            disable=disable,
             dynamic_ncols=True,
             leave=False,
         )

@@ -45,7 +45,6 @@ __all__ = [
     "fit",
     "interleaved_median_ms",
     "make_step",
-    "maybe_initialize_distributed",
     "median_step_ms",
     "progress",
 ]
@@ -104,25 +103,9 @@ def classification_loss(apply: Callable[[Params, jax.Array], jax.Array]) -> Loss
     return loss_fn
 
 
-def maybe_initialize_distributed() -> bool:
-    """Call ``jax.distributed.initialize()`` when launched as one of several hosts.
-
-    Detected from the launchers' environment (JAX's coordinator variable, SLURM, Open
-    MPI). Must run before any JAX computation; ``chainlab run`` calls it first thing.
-    Returns whether it initialised.
-    """
-    hosts = max(
-        int(os.environ.get("SLURM_NTASKS", "1")),
-        int(os.environ.get("OMPI_COMM_WORLD_SIZE", "1")),
-    )
-    if "JAX_COORDINATOR_ADDRESS" in os.environ or hosts > 1:
-        jax.distributed.initialize()
-        return True
-    return False
-
-
 def data_mesh() -> jax.sharding.Mesh:
-    """A one-axis mesh named ``data`` over every device of every host."""
+    """A one-axis mesh named ``data`` over every device of every process (see
+    :mod:`chainlab.distributed` for runs of several processes)."""
     return jax.sharding.Mesh(np.asarray(jax.devices()), ("data",))
 
 
@@ -195,6 +178,23 @@ def interleaved_median_ms(
         )
         for name in calls
     }
+
+
+def _replicate(tree: Any, sharding: NamedSharding) -> Any:
+    """``tree`` as global arrays with a copy on every device of every process (each
+    process gives the same values)."""
+
+    def leaf_copy(leaf):
+        host = np.asarray(jax.device_get(leaf))
+        return jax.make_array_from_process_local_data(sharding, host, host.shape)
+
+    return jax.tree.map(leaf_copy, tree)
+
+
+def _host_array(leaf: Any) -> np.ndarray:
+    """A host view of a data leaf: numpy arrays and memory maps stay as they are
+    (batches read only their rows), device arrays are copied once."""
+    return leaf if isinstance(leaf, np.ndarray) else np.asarray(leaf)
 
 
 def _dataset_size(data: Any) -> int:
@@ -270,20 +270,37 @@ def _fit_step(
     loss_fn: LossFn,
     optimizer,
     has_aux: bool,
-    batch_sharding,
     seed: int,
     compiler_options: dict[str, Any] | None,
 ):
-    """:func:`make_step` behind an on-device gather of the batch and its key."""
+    """:func:`make_step` with the batch's key ``fold_in(key(seed), step)``."""
     base_key = jax.random.key(seed)
     update = _update_fn(loss_fn, optimizer, has_aux)
 
-    def step_fn(params, opt_state, data, indices, step):
-        batch = jax.tree.map(lambda leaf: leaf[indices], data)
-        batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+    def step_fn(params, opt_state, batch, step):
         return update(params, opt_state, batch, jax.random.fold_in(base_key, step))
 
     return jax.jit(step_fn, compiler_options=compiler_options)
+
+
+def _process_rows(sharding: NamedSharding, batch_size: int) -> slice:
+    """The rows of every global batch that this process's devices hold."""
+    blocks = sharding.addressable_devices_indices_map((batch_size,)).values()
+    starts = [block[0].start or 0 for block in blocks]
+    stops = [batch_size if block[0].stop is None else block[0].stop for block in blocks]
+    return slice(min(starts), max(stops))
+
+
+def _global_batch(data, indices: np.ndarray, sharding: NamedSharding, size: int):
+    """The sharded global batch of ``size`` rows, this process giving ``data[indices]``
+    (read from host arrays: the dataset is never copied whole to a device)."""
+
+    def leaf_batch(leaf):
+        rows = np.asarray(leaf[indices])
+        shape = (size, *rows.shape[1:])
+        return jax.make_array_from_process_local_data(sharding, rows, shape)
+
+    return jax.tree.map(leaf_batch, data)
 
 
 class TrainingInterrupted(ChainlabError):
@@ -350,12 +367,15 @@ def _read_records(path: Path | None) -> list[dict]:
     return records
 
 
-def _rewind_metrics(path: Path | None, name: str, upto: int) -> list[dict]:
+def _rewind_metrics(
+    path: Path | None, name: str, upto: int, *, write: bool
+) -> list[dict]:
     """Drop run ``name``'s records after step ``upto`` from the metrics file (they
-    will be logged again) and return the ones kept, without their wall times."""
+    will be logged again; only when ``write``) and return the ones kept, without
+    their wall times."""
     records = _read_records(path)
     kept = [r for r in records if r.get("run") != name or r["step"] <= upto]
-    if path is not None and path.exists():
+    if write and path is not None and path.exists():
         _atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
     history = [r for r in kept if r.get("run") == name and r["split"] != "checkpoint"]
     return [{k: v for k, v in r.items() if k != "time"} for r in history]
@@ -489,12 +509,12 @@ def fit(
 
     replicated = NamedSharding(mesh, P())
     batch_sharding = NamedSharding(mesh, P("data"))
-    data = jax.device_put(jax.tree.map(jnp.asarray, data), replicated)
-    params = jax.device_put(params, replicated)
-    opt_state = jax.device_put(optimizer.init(params), replicated)
-    step_fn = _fit_step(
-        loss_fn, optimizer, has_aux, batch_sharding, seed, compiler_options
-    )
+    rows = _process_rows(batch_sharding, batch_size)
+    data = jax.tree.map(_host_array, data)
+    params = _replicate(params, replicated)
+    opt_state = _replicate(optimizer.init(params), replicated)
+    step_fn = _fit_step(loss_fn, optimizer, has_aux, seed, compiler_options)
+    writes = jax.process_index() == 0  # process 0 writes the metrics file
 
     best = {"params": params, "step": 0, "value": math.inf}
     start, history = 0, []
@@ -509,10 +529,8 @@ def fit(
                 "resume=True to continue that run, or another checkpoint_dir or name"
             )
         if resume:
-            start, history = (
-                latest or 0,
-                _rewind_metrics(metrics_path, name, latest or 0),
-            )
+            start = latest or 0
+            history = _rewind_metrics(metrics_path, name, start, write=writes)
         if latest is not None:
             state = checkpoints.restore(latest, _state(params, opt_state, best))
             params, opt_state = state["params"], state["opt_state"]
@@ -527,7 +545,7 @@ def fit(
     def record(entry: dict) -> None:
         if entry["split"] != "checkpoint":
             history.append(entry)
-        if metrics_path is not None:
+        if metrics_path is not None and writes:
             _append_record(metrics_path, entry)
 
     def flush(step: int) -> None:
@@ -551,18 +569,14 @@ def fit(
         seconds = checkpoints.save(step, _state(params, opt_state, best))
         record({"step": step, "run": name, "split": "checkpoint", "seconds": seconds})
 
-    bar = progress(total=steps, desc=name, initial=start)
+    bar = progress(total=steps, desc=name, initial=start, disable=not writes)
     stop = _StopSignals(active=checkpoints is not None)
     try:
         with stop:
             for step in range(start, steps):
-                indices = _batch_indices(step, n, batch_size, seed)
-                indices = jax.make_array_from_callback(
-                    indices.shape, batch_sharding, lambda index, i=indices: i[index]
-                )
-                params, opt_state, metrics = step_fn(
-                    params, opt_state, data, indices, step
-                )
+                indices = _batch_indices(step, n, batch_size, seed)[rows]
+                batch = _global_batch(data, indices, batch_sharding, batch_size)
+                params, opt_state, metrics = step_fn(params, opt_state, batch, step)
                 pending.append((step + 1, metrics))
                 bar.update()
                 done = step + 1

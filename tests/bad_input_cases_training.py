@@ -10,7 +10,8 @@ import numpy as np
 import optax
 from bad_input_case import Case
 
-from chainlab import regularizers, robustness, training
+from chainlab import distributed, regularizers, robustness, training
+from chainlab.errors import ChainlabError
 
 KEY = jax.random.key(0)
 X = jnp.ones((4, 3))
@@ -451,4 +452,26 @@ STUDIES = [
     ),
 ]
 
-CASES: list[Case] = [*REGULARIZERS, *ROBUSTNESS, *FIT, *STEP, *STUDIES]
+DISTRIBUTED = [
+    Case(
+        "distributed.initialize with a coordinator only",
+        lambda: distributed.initialize("localhost:1234"),
+        ChainlabError,
+        "coordinator, num_processes and process_id go together",
+    ),
+    Case(
+        "distributed.initialize without a process id",
+        lambda: distributed.initialize("localhost:1234", 2),
+        ChainlabError,
+        "coordinator, num_processes and process_id go together",
+    ),
+]
+
+CASES: list[Case] = [
+    *REGULARIZERS,
+    *ROBUSTNESS,
+    *FIT,
+    *STEP,
+    *STUDIES,
+    *DISTRIBUTED,
+]

@@ -6,6 +6,8 @@
     chainlab show NAME [--variant V]
     chainlab run NAME [--variant V] [--config FILE] [--set KEY=VALUE ...]
                       [--workdir DIR] [--resume]
+                      [--coordinator HOST:PORT --num-processes N --process-id I]
+                      [--distributed-timeout SECONDS]
     chainlab reproduce [--variant V] [--only NAME ...] [--workdir DIR]
 
 Problems with the request print one line on stderr and exit with status 2; a failed
@@ -20,6 +22,7 @@ import signal
 import sys
 
 from chainlab.errors import ChainlabError, ExperimentFailed, RunInterrupted
+from chainlab.runner import supervisor
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -61,6 +64,22 @@ def _parser() -> argparse.ArgumentParser:
         "--resume",
         action="store_true",
         help="continue the run in --workdir from its last checkpoint",
+    )
+    several = run.add_argument_group(
+        "several processes",
+        "one run over several processes sharing --workdir (under SLURM, Open MPI "
+        "and other clusters JAX detects, no flags are needed)",
+    )
+    several.add_argument(
+        "--coordinator", metavar="HOST:PORT", help="process 0's address"
+    )
+    several.add_argument("--num-processes", type=int, metavar="N")
+    several.add_argument("--process-id", type=int, metavar="I")
+    several.add_argument(
+        "--distributed-timeout",
+        type=int,
+        metavar="SECONDS",
+        help="end the run when a peer is missing or silent this long (default 120)",
     )
 
     reproduce = commands.add_parser(
@@ -104,16 +123,19 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, argv: list[str]) -> int:
     from chainlab.runner.execution import default_workdir, run
     from chainlab.runner.overrides import parse_assignments
-    from chainlab.training import maybe_initialize_distributed
 
     if args.resume and not args.workdir:
         raise ChainlabError("--resume needs --workdir naming the run to continue")
+    if args.num_processes and not args.workdir:
+        raise ChainlabError("--num-processes needs --workdir, shared by the processes")
     overrides = parse_assignments(args.assignments)
     workdir = args.workdir or default_workdir(args.name)
-    maybe_initialize_distributed()
+    resume_hint = f"resume with: chainlab run {args.name} --workdir {workdir} --resume"
+    if _several_processes(args) and not supervisor.is_worker():
+        return supervisor.supervise(argv, resume_hint + " (in every process)")
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         results = run(
@@ -123,18 +145,30 @@ def _run(args: argparse.Namespace) -> int:
             config_file=args.config_file,
             workdir=workdir,
             resume=args.resume,
+            coordinator=args.coordinator,
+            num_processes=args.num_processes,
+            process_id=args.process_id,
+            **_timeout(args),
         )
     except RunInterrupted as error:
-        reason = str(error).split(";")[0]
-        print(
-            f"chainlab: {reason}; resume with: chainlab run {args.name} "
-            f"--workdir {error.workdir} --resume",
-            file=sys.stderr,
-        )
+        print(f"chainlab: {str(error).split(';')[0]}; {resume_hint}", file=sys.stderr)
         return 130
     print(json.dumps(results, indent=2))
     print(f"chainlab: results and report.md in {workdir}", file=sys.stderr)
     return 0
+
+
+def _several_processes(args: argparse.Namespace) -> bool:
+    """Whether this run is one of several processes (flags, or a detected cluster)."""
+    from chainlab import distributed
+
+    return args.num_processes is not None or distributed.cluster_detected()
+
+
+def _timeout(args: argparse.Namespace) -> dict:
+    if args.distributed_timeout is None:
+        return {}  # chainlab.distributed.DEFAULT_TIMEOUT
+    return {"distributed_timeout": args.distributed_timeout}
 
 
 def _raise_keyboard_interrupt(number, frame) -> None:
@@ -143,10 +177,10 @@ def _raise_keyboard_interrupt(number, frame) -> None:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
+    from chainlab import distributed
     from chainlab.runner.reproduction import reproduce
-    from chainlab.training import maybe_initialize_distributed
 
-    maybe_initialize_distributed()
+    distributed.initialize()  # joins a cluster JAX detects, as chainlab run does
     outcome = reproduce(variant=args.variant, only=args.only, workdir=args.workdir)
     for name, entry in outcome.experiments.items():
         print(f"{entry['status']:>6}  {entry['seconds']:8.1f} s  {name}")
@@ -158,11 +192,12 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``chainlab`` console script."""
+    argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
     commands = {
         "list": lambda: _list(),
         "show": lambda: _show(args),
-        "run": lambda: _run(args),
+        "run": lambda: _run(args, argv),
         "reproduce": lambda: _reproduce(args),
     }
     try:

@@ -17,6 +17,7 @@ from typing import Any
 
 import ml_collections
 
+from chainlab import distributed
 from chainlab.errors import ChainlabError, ExperimentFailed, RunInterrupted
 from chainlab.runner.registry import describe, experiment_module, get_config
 from chainlab.runner.workdir import Workdir, to_json, versions, write_json, write_text
@@ -70,8 +71,19 @@ def run(
     config_file: str | Path | None = None,
     workdir: str | Path | None = None,
     resume: bool = False,
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    distributed_timeout: int = distributed.DEFAULT_TIMEOUT,
 ) -> dict:
     """Run one experiment and return its results (also written to ``results.json``).
+
+    A run of several processes (every one calls ``run`` with the same arguments but
+    its own ``process_id``, or a cluster JAX detects supplies them) shares one
+    ``workdir``: process 0 writes config, metrics, results, report and figures, all
+    processes take part in the checkpoints, and training is data parallel over all
+    their devices. Its initialisation lasts for the life of the process; it must
+    come before any JAX computation.
 
     Args:
       name: an experiment from :func:`list_experiments`.
@@ -81,6 +93,11 @@ def run(
       workdir: where to write; default ``runs/NAME/<timestamp>``. Must be new or empty
         unless ``resume`` is set.
       resume: continue the run in ``workdir`` from its last checkpoint.
+      coordinator: ``"host:port"`` of process 0, for a run of several processes.
+      num_processes: how many processes take part.
+      process_id: this process's index.
+      distributed_timeout: seconds to wait for a missing or silent peer before the
+        run ends.
 
     Raises:
       ChainlabError: for anything wrong with the request; also when the experiment
@@ -90,28 +107,40 @@ def run(
     """
     module = experiment_module(name)
     config = get_config(name, variant, overrides=overrides, config_file=config_file)
+    several = distributed.initialize(
+        coordinator, num_processes, process_id, timeout=distributed_timeout
+    )
+    if several and workdir is None:
+        raise ChainlabError(
+            "a run of several processes needs workdir= (one they share)"
+        )
     path = Path(workdir) if workdir is not None else default_workdir(name)
-    prepare_workdir(path, resume)
+    main = distributed.is_main_process()
+    if main:
+        prepare_workdir(path, resume)
+    distributed.process_barrier(f"workdir {path}")
     if resume:
         explicit = bool(variant or overrides or config_file)
         config = _resume_config(path, config, explicit)
-    else:
+    elif main:
         write_json(path / "config.json", config.to_dict())
     seed = int(config.get("seed", 0))
-    write_json(path / "versions.json", {**versions(seed), "experiment": name})
+    if main:
+        write_json(path / "versions.json", {**versions(seed), "experiment": name})
     _use_compilation_cache()
 
-    work = Workdir(path=path, resume=resume)
+    work = Workdir(path=path, resume=resume, writes=main)
     title = f"{name}: {describe(name)}"
     start = time.perf_counter()
     try:
         results = module.run(config, work)
     except (Exception, KeyboardInterrupt) as error:
         elapsed = time.perf_counter() - start
-        write_text(path / "error.txt", traceback.format_exc())
         reason = f"{type(error).__name__}: {error}".splitlines()[0]
-        header = _header(variant, seed, elapsed, resumed=resume, failed=True)
-        _write_report(path, work.render_report(title, header, failure=reason))
+        if main:
+            write_text(path / "error.txt", traceback.format_exc())
+            header = _header(variant, seed, elapsed, resumed=resume, failed=True)
+            _write_report(path, work.render_report(title, header, failure=reason))
         if isinstance(error, TrainingInterrupted | KeyboardInterrupt):
             raise RunInterrupted(
                 f"experiment {name} interrupted ({reason}); continue it with "
@@ -123,9 +152,10 @@ def run(
             "traceback in error.txt)"
         ) from error
     elapsed = time.perf_counter() - start
-    write_json(path / "results.json", results)
-    header = _header(variant, seed, elapsed, resumed=resume, failed=False)
-    _write_report(path, work.render_report(title, header))
+    if main:
+        write_json(path / "results.json", results)
+        header = _header(variant, seed, elapsed, resumed=resume, failed=False)
+        _write_report(path, work.render_report(title, header))
     return to_json(results)
 
 

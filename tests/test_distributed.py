@@ -1,0 +1,192 @@
+"""Runs of several processes on this machine: 2 CPU processes, gloo collectives.
+
+One process against two: ``fit`` alone, and a real experiment's quick variant
+through the console script, one of whose processes is killed mid-run (its peer
+must end with one clear line) and which then resumes to the one-process figures.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from chainlab import distributed
+from chainlab.errors import ChainlabError
+
+CHAINLAB = str(Path(sys.executable).parent / "chainlab")
+TIMEOUT = 300  # seconds for any one process
+PEER_TIMEOUT = 10  # --distributed-timeout of the tests
+# Two processes sum their halves of a batch's gradient in another order than one.
+TWO_VS_ONE_RTOL = 1e-5
+
+FIT_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    import jax, jax.numpy as jnp, numpy as np, optax
+    from chainlab import distributed
+    from chainlab.training import fit
+
+    coordinator, count, index, out = sys.argv[1:5]
+    if int(count) > 1:
+        distributed.initialize(coordinator, int(count), int(index), timeout=60)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 3)).astype(np.float32)
+    y = x @ np.asarray([2.0, -1.0, 0.5], np.float32)
+    loss_fn = lambda w, batch, key: jnp.mean((batch[0] @ w - batch[1]) ** 2)
+    result = fit(loss_fn, jnp.zeros(3), optax.sgd(0.05), (x, y), steps=12,
+                 batch_size=8, log_every=1, checkpoint_dir=Path(out) / "checkpoints",
+                 metrics_path=Path(out) / "metrics.jsonl")
+    if jax.process_index() == 0:
+        losses = [r["loss"] for r in result.history]
+        params = np.asarray(jax.device_get(result.params)).tolist()
+        summary = {"devices": jax.device_count(), "losses": losses, "params": params}
+        (Path(out) / "result.json").write_text(json.dumps(summary))
+    """
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        return probe.getsockname()[1]
+
+
+def _environment() -> dict:
+    return os.environ | {"JAX_PLATFORMS": "cpu"}
+
+
+def _start(command: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_environment(),
+    )
+
+
+def _finish(process: subprocess.Popen) -> str:
+    _, stderr = process.communicate(timeout=TIMEOUT)
+    assert process.returncode == 0, stderr[-3000:]
+    return stderr
+
+
+def _metric_keys(workdir: Path) -> list[tuple]:
+    lines = (workdir / "metrics.jsonl").read_text().splitlines()
+    return [(r.get("run"), r.get("split"), r["step"]) for r in map(json.loads, lines)]
+
+
+def test_initialize_refuses_partial_settings_and_a_started_jax():
+    jax.devices()  # this process has started JAX
+    with pytest.raises(ChainlabError, match="go together"):
+        distributed.initialize("localhost:1234", None, 0)
+    with pytest.raises(ChainlabError, match="start a fresh Python process"):
+        distributed.initialize(f"localhost:{_free_port()}", 2, 0, timeout=5)
+    assert distributed.initialize() is False  # no cluster here: one process
+
+
+@pytest.mark.slow
+def test_fit_on_two_processes_follows_one(tmp_path):
+    script = tmp_path / "fit_script.py"
+    script.write_text(FIT_SCRIPT)
+    coordinator = f"localhost:{_free_port()}"
+    runs = [("1", "0", "one"), ("2", "0", "two"), ("2", "1", "two")]  # count, id, out
+    processes = [
+        _start(
+            [
+                sys.executable,
+                str(script),
+                coordinator,
+                count,
+                index,
+                str(tmp_path / out),
+            ]
+        )
+        for count, index, out in runs
+    ]
+    for process in processes:
+        _finish(process)
+    one, two = (
+        json.loads((tmp_path / name / "result.json").read_text())
+        for name in ("one", "two")
+    )
+    assert (one["devices"], two["devices"]) == (1, 2)
+    np.testing.assert_allclose(two["losses"], one["losses"], rtol=TWO_VS_ONE_RTOL)
+    np.testing.assert_allclose(two["params"], one["params"], rtol=TWO_VS_ONE_RTOL)
+    lines = (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()
+    keys = [(r["split"], r["step"]) for r in map(json.loads, lines)]
+    assert len(keys) == len(set(keys)) == 12 + 4  # process 0's 12 steps, 4 saves
+
+
+def _experiment(workdir: Path, *extra: str) -> list[str]:
+    return [CHAINLAB, "run", "realnvp_moons", "--workdir", str(workdir), *extra]
+
+
+def _pair(workdir: Path, *extra: str) -> list[subprocess.Popen]:
+    flags = ["--coordinator", f"localhost:{_free_port()}", "--num-processes", "2"]
+    flags += ["--distributed-timeout", str(PEER_TIMEOUT)]
+    return [
+        _start(_experiment(workdir, *extra, *flags, "--process-id", str(index)))
+        for index in (0, 1)
+    ]
+
+
+@pytest.mark.slow
+def test_quick_experiment_on_two_processes_survives_a_killed_peer(tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    reference = _start(_experiment(one, "--variant", "quick"))
+    main, peer = _pair(two, "--variant", "quick")
+    deadline = time.monotonic() + TIMEOUT
+    while not (two / "checkpoints" / "realnvp" / "25").is_dir():
+        assert main.poll() is None and time.monotonic() < deadline
+        time.sleep(0.005)
+    peer.send_signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    _, stderr = main.communicate(timeout=TIMEOUT)
+    assert main.returncode != 0
+    assert time.monotonic() - killed_at < PEER_TIMEOUT + 30
+    assert (
+        stderr.strip()
+        .splitlines()[-1]
+        .startswith("chainlab: error: a peer process died or stopped answering")
+    )
+    assert "--resume (in every process)" in stderr.splitlines()[-1]
+    peer.communicate(timeout=TIMEOUT)
+
+    for process in _pair(two, "--resume"):
+        _finish(process)
+    _finish(reference)
+    expected = json.loads((one / "results.json").read_text())
+    got = json.loads((two / "results.json").read_text())
+    for figure in ("test_nll", "val_nll"):
+        assert got[figure] == pytest.approx(expected[figure], rel=TWO_VS_ONE_RTOL)
+    assert got["best_step"] == expected["best_step"]
+    assert json.loads((two / "versions.json").read_text())["device_count"] == 2
+    keys = _metric_keys(two)
+    assert len(keys) == len(set(keys)), "a step was logged twice"
+
+
+@pytest.mark.slow
+def test_a_peer_that_never_arrives_ends_the_run_with_one_line(tmp_path):
+    lonely = _start(
+        _experiment(tmp_path / "run", "--variant", "quick")
+        + ["--coordinator", f"localhost:{_free_port()}", "--num-processes", "2"]
+        + ["--process-id", "0", "--distributed-timeout", "3"]
+    )
+    _, stderr = lonely.communicate(timeout=TIMEOUT)
+    assert lonely.returncode == 1
+    assert (
+        stderr.strip()
+        .splitlines()[-1]
+        .startswith("chainlab: error: not every process arrived in time")
+    )
