@@ -40,6 +40,16 @@ def key() -> jax.Array:
 
 
 @pytest.fixture
+def child_env() -> dict[str, str]:
+    """The environment for a ``chainlab`` or Python subprocess: the CPU, and this
+    suite's compilation cache, so a program compiled once is loaded after."""
+    return os.environ | {
+        "JAX_PLATFORMS": "cpu",
+        "JAX_COMPILATION_CACHE_DIR": str(CACHE_DIR),
+    }
+
+
+@pytest.fixture
 def x64():
     """Run the test body with 64-bit floats enabled (finite differences need them)."""
     with jax.enable_x64(True):

@@ -440,6 +440,7 @@ def fit(
     resume: bool = False,
     name: str = "train",
     compiler_options: dict[str, Any] | None = None,
+    on_record: Callable[[dict], Any] | None = None,
 ) -> FitResult:
     """Train ``params`` to minimise ``loss_fn`` over mini-batches of ``data``.
 
@@ -472,6 +473,8 @@ def fit(
       name: tells apart several ``fit`` calls of one experiment.
       compiler_options: XLA options for the jitted step (``jax.jit``'s
         ``compiler_options``), e.g. :func:`chainlab.compilation.eigen_matmul_options`.
+      on_record: called with every record as it is logged (in process 0 only), e.g.
+        a TensorBoard writer's.
 
     With checkpoints on, SIGINT and SIGTERM stop training between two steps: the
     state is saved and :class:`TrainingInterrupted` raised. Determinism makes a
@@ -547,6 +550,8 @@ def fit(
             history.append(entry)
         if metrics_path is not None and writes:
             _append_record(metrics_path, entry)
+        if on_record is not None and writes:
+            on_record(entry)
 
     def flush(step: int) -> None:
         """Bring buffered step metrics to the host, check them, log their mean."""

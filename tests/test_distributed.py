@@ -6,7 +6,6 @@ must end with one clear line) and which then resumes to the one-process figures.
 """
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -24,7 +23,7 @@ from chainlab.errors import ChainlabError
 
 CHAINLAB = str(Path(sys.executable).parent / "chainlab")
 TIMEOUT = 300  # seconds for any one process
-PEER_TIMEOUT = 10  # --distributed-timeout of the tests
+PEER_TIMEOUT = 5  # --distributed-timeout of the tests
 # Two processes sum their halves of a batch's gradient in another order than one.
 TWO_VS_ONE_RTOL = 1e-5
 
@@ -61,18 +60,20 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _environment() -> dict:
-    return os.environ | {"JAX_PLATFORMS": "cpu"}
+@pytest.fixture
+def start(child_env):
+    """``start(command)``: a subprocess with piped, text output."""
 
+    def start(command: list[str]) -> subprocess.Popen:
+        return subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=child_env,
+        )
 
-def _start(command: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_environment(),
-    )
+    return start
 
 
 def _finish(process: subprocess.Popen) -> str:
@@ -96,13 +97,13 @@ def test_initialize_refuses_partial_settings_and_a_started_jax():
 
 
 @pytest.mark.slow
-def test_fit_on_two_processes_follows_one(tmp_path):
+def test_fit_on_two_processes_follows_one(tmp_path, start):
     script = tmp_path / "fit_script.py"
     script.write_text(FIT_SCRIPT)
     coordinator = f"localhost:{_free_port()}"
     runs = [("1", "0", "one"), ("2", "0", "two"), ("2", "1", "two")]  # count, id, out
     processes = [
-        _start(
+        start(
             [
                 sys.executable,
                 str(script),
@@ -132,20 +133,20 @@ def _experiment(workdir: Path, *extra: str) -> list[str]:
     return [CHAINLAB, "run", "realnvp_moons", "--workdir", str(workdir), *extra]
 
 
-def _pair(workdir: Path, *extra: str) -> list[subprocess.Popen]:
+def _pair(start, workdir: Path, *extra: str) -> list[subprocess.Popen]:
     flags = ["--coordinator", f"localhost:{_free_port()}", "--num-processes", "2"]
     flags += ["--distributed-timeout", str(PEER_TIMEOUT)]
     return [
-        _start(_experiment(workdir, *extra, *flags, "--process-id", str(index)))
+        start(_experiment(workdir, *extra, *flags, "--process-id", str(index)))
         for index in (0, 1)
     ]
 
 
 @pytest.mark.slow
-def test_quick_experiment_on_two_processes_survives_a_killed_peer(tmp_path):
+def test_quick_experiment_on_two_processes_survives_a_killed_peer(tmp_path, start):
     one, two = tmp_path / "one", tmp_path / "two"
-    reference = _start(_experiment(one, "--variant", "quick"))
-    main, peer = _pair(two, "--variant", "quick")
+    reference = start(_experiment(one, "--variant", "quick"))
+    main, peer = _pair(start, two, "--variant", "quick")
     deadline = time.monotonic() + TIMEOUT
     while not (two / "checkpoints" / "realnvp" / "25").is_dir():
         assert main.poll() is None and time.monotonic() < deadline
@@ -163,7 +164,7 @@ def test_quick_experiment_on_two_processes_survives_a_killed_peer(tmp_path):
     assert "--resume (in every process)" in stderr.splitlines()[-1]
     peer.communicate(timeout=TIMEOUT)
 
-    for process in _pair(two, "--resume"):
+    for process in _pair(start, two, "--resume"):
         _finish(process)
     _finish(reference)
     expected = json.loads((one / "results.json").read_text())
@@ -177,8 +178,8 @@ def test_quick_experiment_on_two_processes_survives_a_killed_peer(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_peer_that_never_arrives_ends_the_run_with_one_line(tmp_path):
-    lonely = _start(
+def test_a_peer_that_never_arrives_ends_the_run_with_one_line(tmp_path, start):
+    lonely = start(
         _experiment(tmp_path / "run", "--variant", "quick")
         + ["--coordinator", f"localhost:{_free_port()}", "--num-processes", "2"]
         + ["--process-id", "0", "--distributed-timeout", "3"]

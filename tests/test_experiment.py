@@ -219,3 +219,12 @@ def test_reproduce_gathers_reports_and_survives_a_failure(toy, tmp_path):
     report = (tmp_path / "r" / "REPORT.md").read_text()
     assert "| [toy](#toy) | ok |" in report and "](toy/loss.png)" in report
     assert "| [toy_broken](#toy_broken) | failed |" in report
+
+
+def test_tensorboard_mirrors_the_metrics(toy, tmp_path):
+    workdir = tmp_path / "run"
+    runner.run("toy", variant="quick", workdir=workdir, tensorboard=True)
+    (events,) = (workdir / "tensorboard").glob("events.out.tfevents.*")
+    written = events.read_bytes()
+    for tag in (b"train/train/loss", b"train/eval/w_norm", b"train/checkpoint/seconds"):
+        assert tag in written

@@ -7,7 +7,6 @@ equal the uninterrupted run's bit for bit, and its metrics hold each step once.
 """
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -26,13 +25,13 @@ def _command(workdir: Path, *extra: str) -> list[str]:
     return [CHAINLAB, "run", EXPERIMENT, "--workdir", str(workdir), *extra]
 
 
-def _start(workdir: Path, *extra: str) -> subprocess.Popen:
+def _start(env: dict, workdir: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         _command(workdir, *extra),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=os.environ | {"JAX_PLATFORMS": "cpu"},
+        env=env,
     )
 
 
@@ -59,18 +58,18 @@ def _metric_keys(workdir: Path) -> list[tuple]:
 
 
 @pytest.mark.slow
-def test_killed_and_stopped_run_resumes_to_identical_figures(tmp_path):
+def test_killed_and_stopped_run_resumes_to_identical_figures(tmp_path, child_env):
     full, broken = tmp_path / "full", tmp_path / "broken"
-    reference = _start(full, "--variant", "quick")
+    reference = _start(child_env, full, "--variant", "quick")
 
-    killed = _start(broken, "--variant", "quick")
+    killed = _start(child_env, broken, "--variant", "quick")
     _signal_after_checkpoint(killed, broken, 0, signal.SIGKILL)
     killed.communicate(timeout=TIMEOUT)
     assert killed.returncode == -signal.SIGKILL, "the run ended before the kill"
     assert not (broken / "results.json").exists()
     first = max(_checkpoints(broken))
 
-    resumed = _start(broken, "--resume")
+    resumed = _start(child_env, broken, "--resume")
     _signal_after_checkpoint(resumed, broken, first, signal.SIGTERM)
     _, stderr = resumed.communicate(timeout=TIMEOUT)
     assert resumed.returncode == 130, stderr[-2000:]
@@ -82,7 +81,11 @@ def test_killed_and_stopped_run_resumes_to_identical_figures(tmp_path):
     assert "SIGTERM at step" in stderr
 
     finished = subprocess.run(
-        _command(broken, "--resume"), capture_output=True, text=True, timeout=TIMEOUT
+        _command(broken, "--resume"),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=child_env,
     )
     assert finished.returncode == 0, finished.stderr[-2000:]
     reference.communicate(timeout=TIMEOUT)

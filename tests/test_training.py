@@ -54,8 +54,8 @@ PROGRAM = textwrap.dedent(
 )
 
 
-def _start(devices: int) -> subprocess.Popen:
-    env = {**os.environ, "JAX_NUM_CPU_DEVICES": str(devices), "JAX_PLATFORMS": "cpu"}
+def _start(devices: int, child_env: dict) -> subprocess.Popen:
+    env = child_env | {"JAX_NUM_CPU_DEVICES": str(devices)}
     return subprocess.Popen(
         [sys.executable, "-c", PROGRAM],
         env=env,
@@ -71,9 +71,9 @@ def _curve(process: subprocess.Popen) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def test_two_devices_follow_the_one_device_loss_curve():
+def test_two_devices_follow_the_one_device_loss_curve(child_env):
     # Both programs run at once: each spends most of its time importing and compiling.
-    processes = _start(1), _start(2)
+    processes = _start(1, child_env), _start(2, child_env)
     one, two = (_curve(p) for p in processes)
     assert one["devices"] == 1 and two["devices"] == 2
     np.testing.assert_allclose(two["losses"], one["losses"], rtol=DATA_PARALLEL_RTOL)

@@ -5,7 +5,7 @@
     chainlab list
     chainlab show NAME [--variant V]
     chainlab run NAME [--variant V] [--config FILE] [--set KEY=VALUE ...]
-                      [--workdir DIR] [--resume]
+                      [--workdir DIR] [--resume] [--tensorboard]
                       [--coordinator HOST:PORT --num-processes N --process-id I]
                       [--distributed-timeout SECONDS]
     chainlab reproduce [--variant V] [--only NAME ...] [--workdir DIR]
@@ -64,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
         "--resume",
         action="store_true",
         help="continue the run in --workdir from its last checkpoint",
+    )
+    run.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="mirror the metrics to WORKDIR/tensorboard (needs tensorboardX)",
     )
     several = run.add_argument_group(
         "several processes",
@@ -145,6 +150,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             config_file=args.config_file,
             workdir=workdir,
             resume=args.resume,
+            tensorboard=args.tensorboard,
             coordinator=args.coordinator,
             num_processes=args.num_processes,
             process_id=args.process_id,

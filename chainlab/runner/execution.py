@@ -20,6 +20,7 @@ import ml_collections
 from chainlab import distributed
 from chainlab.errors import ChainlabError, ExperimentFailed, RunInterrupted
 from chainlab.runner.registry import describe, experiment_module, get_config
+from chainlab.runner.tensorboard import TensorBoardMirror
 from chainlab.runner.workdir import Workdir, to_json, versions, write_json, write_text
 from chainlab.training import TrainingInterrupted
 
@@ -75,6 +76,7 @@ def run(
     num_processes: int | None = None,
     process_id: int | None = None,
     distributed_timeout: int = distributed.DEFAULT_TIMEOUT,
+    tensorboard: bool = False,
 ) -> dict:
     """Run one experiment and return its results (also written to ``results.json``).
 
@@ -98,6 +100,8 @@ def run(
       process_id: this process's index.
       distributed_timeout: seconds to wait for a missing or silent peer before the
         run ends.
+      tensorboard: also write the metrics as TensorBoard scalars into
+        ``workdir/tensorboard`` (needs the ``tensorboard`` extra).
 
     Raises:
       ChainlabError: for anything wrong with the request; also when the experiment
@@ -129,12 +133,15 @@ def run(
         write_json(path / "versions.json", {**versions(seed), "experiment": name})
     _use_compilation_cache()
 
-    work = Workdir(path=path, resume=resume, writes=main)
+    mirror = TensorBoardMirror(path / "tensorboard") if tensorboard and main else None
+    work = Workdir(path=path, resume=resume, writes=main, mirror=mirror)
     title = f"{name}: {describe(name)}"
     start = time.perf_counter()
     try:
         results = module.run(config, work)
     except (Exception, KeyboardInterrupt) as error:
+        if mirror is not None:
+            mirror.close()
         elapsed = time.perf_counter() - start
         reason = f"{type(error).__name__}: {error}".splitlines()[0]
         if main:
@@ -152,6 +159,8 @@ def run(
             "traceback in error.txt)"
         ) from error
     elapsed = time.perf_counter() - start
+    if mirror is not None:
+        mirror.close()
     if main:
         write_json(path / "results.json", results)
         header = _header(variant, seed, elapsed, resumed=resume, failed=False)

@@ -39,11 +39,14 @@ class Workdir:
       resume: whether training should continue from the last checkpoint.
       writes: whether this process writes files (process 0 of a multi-process run;
         the others still collect checks and notes).
+      mirror: where metric records also go, e.g. a
+        :class:`chainlab.runner.tensorboard.TensorBoardMirror`; ``None`` for none.
     """
 
     path: Path
     resume: bool = False
     writes: bool = True
+    mirror: Any = None  # a TensorBoardMirror, or None
     checks: list[Check] = field(default_factory=list)
     sections: list[str] = field(default_factory=list)
 
@@ -59,6 +62,7 @@ class Workdir:
             "metrics_path": self.path / "metrics.jsonl",
             "checkpoint_dir": self.checkpoint_dir,
             "resume": self.resume,
+            "on_record": None if self.mirror is None else self.mirror.write,
         }
 
     def log_metrics(self, step: int, metrics: Mapping[str, Any]) -> None:
@@ -77,6 +81,8 @@ class Workdir:
         record["time"] = round(time.time(), 3)
         with open(path, "a") as stream:
             stream.write(json.dumps(record) + "\n")
+        if self.mirror is not None:
+            self.mirror.write(record)
 
     def save_figure(self, figure, name: str, *, caption: str = "") -> Path:
         """Save a matplotlib figure as ``name.png`` and show it in the report."""
