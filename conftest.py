@@ -39,13 +39,16 @@ def key() -> jax.Array:
     return jax.random.key(0)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def child_env() -> dict[str, str]:
     """The environment for a ``chainlab`` or Python subprocess: the CPU, and this
-    suite's compilation cache, so a program compiled once is loaded after."""
+    suite's compilation cache for every program, so one compiled once is loaded
+    after."""
     return os.environ | {
         "JAX_PLATFORMS": "cpu",
         "JAX_COMPILATION_CACHE_DIR": str(CACHE_DIR),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
     }
 
 

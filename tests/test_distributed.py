@@ -1,17 +1,15 @@
 """Runs of several processes on this machine: 2 CPU processes, gloo collectives.
 
-One process against two: ``fit`` alone, and a real experiment's quick variant
-through the console script, one of whose processes is killed mid-run (its peer
-must end with one clear line) and which then resumes to the one-process figures.
+``fit`` on one process against two, and a peer that never arrives. A real
+experiment on two processes, one of them killed and the run resumed, is in
+``test_resume.py`` (it shares that module's uninterrupted reference run).
 """
 
 import json
-import signal
 import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import jax
@@ -131,50 +129,6 @@ def test_fit_on_two_processes_follows_one(tmp_path, start):
 
 def _experiment(workdir: Path, *extra: str) -> list[str]:
     return [CHAINLAB, "run", "realnvp_moons", "--workdir", str(workdir), *extra]
-
-
-def _pair(start, workdir: Path, *extra: str) -> list[subprocess.Popen]:
-    flags = ["--coordinator", f"localhost:{_free_port()}", "--num-processes", "2"]
-    flags += ["--distributed-timeout", str(PEER_TIMEOUT)]
-    return [
-        start(_experiment(workdir, *extra, *flags, "--process-id", str(index)))
-        for index in (0, 1)
-    ]
-
-
-@pytest.mark.slow
-def test_quick_experiment_on_two_processes_survives_a_killed_peer(tmp_path, start):
-    one, two = tmp_path / "one", tmp_path / "two"
-    reference = start(_experiment(one, "--variant", "quick"))
-    main, peer = _pair(start, two, "--variant", "quick")
-    deadline = time.monotonic() + TIMEOUT
-    while not (two / "checkpoints" / "realnvp" / "25").is_dir():
-        assert main.poll() is None and time.monotonic() < deadline
-        time.sleep(0.005)
-    peer.send_signal(signal.SIGKILL)
-    killed_at = time.monotonic()
-    _, stderr = main.communicate(timeout=TIMEOUT)
-    assert main.returncode != 0
-    assert time.monotonic() - killed_at < PEER_TIMEOUT + 30
-    assert (
-        stderr.strip()
-        .splitlines()[-1]
-        .startswith("chainlab: error: a peer process died or stopped answering")
-    )
-    assert "--resume (in every process)" in stderr.splitlines()[-1]
-    peer.communicate(timeout=TIMEOUT)
-
-    for process in _pair(start, two, "--resume"):
-        _finish(process)
-    _finish(reference)
-    expected = json.loads((one / "results.json").read_text())
-    got = json.loads((two / "results.json").read_text())
-    for figure in ("test_nll", "val_nll"):
-        assert got[figure] == pytest.approx(expected[figure], rel=TWO_VS_ONE_RTOL)
-    assert got["best_step"] == expected["best_step"]
-    assert json.loads((two / "versions.json").read_text())["device_count"] == 2
-    keys = _metric_keys(two)
-    assert len(keys) == len(set(keys)), "a step was logged twice"
 
 
 @pytest.mark.slow

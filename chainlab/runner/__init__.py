@@ -2,20 +2,26 @@
 
 The library (everything else under ``chainlab``) imports nothing from here; the
 experiments (``chainlab.runner.experiments``) compose library calls and report through
-:class:`~chainlab.runner.workdir.Workdir`.
+:class:`~chainlab.runner.workdir.Workdir`. Names load on first use, so the command
+line starts without importing JAX until a command needs it.
 """
 
-from chainlab.runner.execution import run
-from chainlab.runner.registry import describe, get_config, list_experiments
-from chainlab.runner.reproduction import Reproduction, reproduce
-from chainlab.runner.workdir import Workdir
+import importlib
 
-__all__ = [
-    "Reproduction",
-    "Workdir",
-    "describe",
-    "get_config",
-    "list_experiments",
-    "reproduce",
-    "run",
-]
+_HOMES = {
+    "run": "execution",
+    "describe": "registry",
+    "get_config": "registry",
+    "list_experiments": "registry",
+    "Reproduction": "reproduction",
+    "reproduce": "reproduction",
+    "Workdir": "workdir",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        return getattr(importlib.import_module(f"chainlab.runner.{_HOMES[name]}"), name)
+    raise AttributeError(f"module 'chainlab.runner' has no attribute {name!r}")

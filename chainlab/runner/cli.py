@@ -166,9 +166,11 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
 
 def _several_processes(args: argparse.Namespace) -> bool:
     """Whether this run is one of several processes (flags, or a detected cluster)."""
+    if args.num_processes is not None:
+        return True
     from chainlab import distributed
 
-    return args.num_processes is not None or distributed.cluster_detected()
+    return distributed.cluster_detected()
 
 
 def _timeout(args: argparse.Namespace) -> dict:
