@@ -19,6 +19,7 @@ def chainlab(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
         "CHAINLAB_PATH": str(FIXTURES),
         "JAX_PLATFORMS": "cpu",
         "JAX_COMPILATION_CACHE_DIR": str(ROOT / ".jax_cache"),
+        "JAX_DISABLE_MOST_OPTIMIZATIONS": "1",
     }
     return subprocess.run(
         [str(CHAINLAB), *args],

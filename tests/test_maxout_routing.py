@@ -41,7 +41,9 @@ def test_ties_go_to_the_lowest_piece_where_jnp_max_splits_them(quick):
     assert results["tie_total_grad_max_abs_diff"] < 1e-6
     assert results["blank_input_pieces_tied"] == PIECES
     assert results["blank_input_pieces_with_grad"] == 1
-    assert results["blank_input_jnp_max_share_piece0"] == pytest.approx(1 / PIECES)
+    # 1/3 per tied piece, averaged in float32 over the batch (rounding ~1e-6).
+    share = results["blank_input_jnp_max_share_piece0"]
+    assert share == pytest.approx(1 / PIECES, abs=1e-5)
 
 
 @pytest.mark.slow
