@@ -32,10 +32,11 @@ from chainlab.compilation import compiles_with
 from chainlab.errors import ChainlabError
 from chainlab.losses import cross_entropy
 from chainlab.progress import progress
-from chainlab.validation import check_at_least
+from chainlab.validation import check_at_least, check_in_range, check_positive
 
 __all__ = [
     "CallTime",
+    "DensityFit",
     "FitResult",
     "TrainingDiverged",
     "TrainingInterrupted",
@@ -43,6 +44,7 @@ __all__ = [
     "data_mesh",
     "default_checkpoint_every",
     "fit",
+    "fit_to_data",
     "interleaved_median_ms",
     "make_step",
     "median_step_ms",
@@ -433,6 +435,7 @@ def fit(
     eval_fn: Callable[[Params], dict] | None = None,
     eval_every: int = 0,
     select_best: str | None = None,
+    patience: int | None = None,
     log_every: int = 50,
     checkpoint_every: int | None = None,
     metrics_path: str | Path | None = None,
@@ -456,7 +459,10 @@ def fit(
       eval_fn: ``eval_fn(params) -> {metric: float}``, every ``eval_every`` steps and
         at the end.
       select_best: an ``eval_fn`` metric to minimise; its best params are returned as
-        ``best_params`` (early stopping without stopping).
+        ``best_params``.
+      patience: stop once ``select_best`` has not improved for this many
+        evaluations (early stopping; counted from the start or the resumed step);
+        ``None`` trains all ``steps``.
       log_every: steps between metric records (the only host syncs besides eval and
         checkpoints).
       checkpoint_every: steps between orbax checkpoints; the last step is saved too.
@@ -505,6 +511,10 @@ def fit(
         )
     if select_best is not None and not (eval_fn and eval_every):
         raise ValueError("select_best needs eval_fn and eval_every > 0")
+    if patience is not None:
+        check_at_least("patience", patience, 1)
+        if select_best is None:
+            raise ValueError("patience needs select_best, the metric to watch")
     if checkpoint_every and checkpoint_dir is None:
         raise ValueError("checkpoint_every needs a checkpoint_dir to write into")
     metrics_path = None if metrics_path is None else Path(metrics_path)
@@ -575,6 +585,7 @@ def fit(
         record({"step": step, "run": name, "split": "checkpoint", "seconds": seconds})
 
     bar = progress(total=steps, desc=name, initial=start, disable=not writes)
+    stale, last = 0, steps  # evaluations without improvement; the last step taken
     stop = _StopSignals(active=checkpoints is not None)
     try:
         with stop:
@@ -601,10 +612,21 @@ def fit(
                             "step": done,
                             "value": values[select_best],
                         }
+                        stale = 0
+                    else:
+                        stale += 1
+                stopping = patience is not None and stale >= patience
                 if checkpoints is not None and (
-                    done % checkpoint_every == 0 or done == steps or stop.received
+                    done % checkpoint_every == 0
+                    or done == steps
+                    or stop.received
+                    or stopping
                 ):
                     save(done)
+                if stopping:
+                    flush(done)
+                    last = done
+                    break
                 if stop.received:
                     raise TrainingInterrupted(
                         f"{name}: {stop.received} at step {done} of {steps}; "
@@ -615,8 +637,110 @@ def fit(
         if checkpoints is not None:
             checkpoints.close()
     if select_best is None:
-        best = {"params": params, "step": steps}
-    return FitResult(params, opt_state, steps, history, best["params"], best["step"])
+        best = {"params": params, "step": last}
+    return FitResult(params, opt_state, last, history, best["params"], best["step"])
+
+
+class DensityFit(NamedTuple):
+    """What :func:`fit_to_data` returns.
+
+    Attributes:
+      params: the parameters of the lowest validation NLL.
+      best_step: the step they were taken at.
+      steps: the steps taken (fewer than asked when early stopping ended training).
+      curve: ``{"step", "train_nll", "val_nll"}``, lists at every evaluation.
+    """
+
+    params: Params
+    best_step: int
+    steps: int
+    curve: dict[str, list[float]]
+
+
+def fit_to_data(
+    log_prob: Callable[[Params, jax.Array], jax.Array],
+    params: Params,
+    x: Any,
+    *,
+    steps: int = 2000,
+    batch_size: int = 256,
+    learning_rate: float = 1e-3,
+    optimizer: optax.GradientTransformation | None = None,
+    val_fraction: float = 0.1,
+    eval_every: int = 100,
+    patience: int | None = 5,
+    seed: int = 0,
+    **fit_options: Any,
+) -> DensityFit:
+    """Fit a density (a normalizing flow) to samples by maximum likelihood, in one call.
+
+    Minimises the mean negative log-likelihood ``-mean_i log_prob(params, x_i)`` over
+    mini-batches of a training split, evaluates it on a held-out validation split
+    every ``eval_every`` steps, keeps the parameters of the best validation NLL and
+    stops after ``patience`` evaluations without improvement (FlowJAX's
+    ``fit_to_data`` does the same). ``log_prob(params, x_batch) -> (batch,)``, e.g.
+    a :mod:`chainlab.flows` flow's ``flow.log_prob``.
+
+    Args:
+      log_prob: the model's log-density of a batch.
+      params: initial parameters.
+      x: samples, ``(n, ...)``; a shuffled ``val_fraction`` of them is held out.
+      steps: the most optimizer steps.
+      batch_size: training rows per step.
+      learning_rate: Adam's step size (when ``optimizer`` is not given).
+      optimizer: an optax transformation instead of Adam.
+      val_fraction: the share of ``x`` held out, in (0, 1).
+      eval_every: steps between validation evaluations.
+      patience: evaluations without improvement before stopping; ``None`` never stops
+        early.
+      seed: fixes the split, the batch order and the per-step keys.
+      **fit_options: passed on to :func:`fit` (``metrics_path``, ``checkpoint_dir``,
+        ``name``, ...).
+
+    Example:
+      >>> import jax.numpy as jnp, numpy as np
+      >>> x = np.random.default_rng(0).normal(3.0, 1.0, size=(512, 1)).astype("f4")
+      >>> def log_prob(mu, xb):  # a unit Gaussian, learnable mean, up to a constant
+      ...     return -0.5 * jnp.sum((xb - mu[None]) ** 2, axis=-1)
+      >>> fitted = fit_to_data(log_prob, jnp.zeros(1), x, steps=300,
+      ...                      batch_size=64, learning_rate=0.1, eval_every=50)
+      >>> abs(float(fitted.params[0]) - 3.0) < 0.2
+      True
+    """
+    check_positive("val_fraction", val_fraction)
+    check_in_range("val_fraction", val_fraction, 0.0, 1.0)
+    x = np.asarray(x)
+    order = np.random.default_rng(seed).permutation(len(x))
+    held_out = max(1, int(round(val_fraction * len(x))))
+    val, train = x[order[:held_out]], x[order[held_out:]]
+
+    def nll(p, batch):
+        return -jnp.mean(log_prob(p, batch))
+
+    val_nll = jax.jit(lambda p: nll(p, val))
+    result = fit(
+        lambda p, batch, key: nll(p, batch),
+        params,
+        optimizer or optax.adam(learning_rate),
+        train,
+        steps=steps,
+        batch_size=min(batch_size, len(train)),
+        seed=seed,
+        eval_fn=lambda p: {"val_nll": val_nll(p)},
+        eval_every=eval_every,
+        select_best="val_nll",
+        patience=patience,
+        log_every=eval_every,
+        **fit_options,
+    )
+    train_at = {r["step"]: r["loss"] for r in result.history if r["split"] == "train"}
+    evals = [r for r in result.history if r["split"] == "eval"]
+    curve = {
+        "step": [r["step"] for r in evals],
+        "train_nll": [train_at.get(r["step"], math.nan) for r in evals],
+        "val_nll": [r["val_nll"] for r in evals],
+    }
+    return DensityFit(result.best_params, result.best_step, result.step, curve)
 
 
 def _check_fit_arguments(steps, batch_size, data, log_every, eval_every) -> int:

@@ -452,6 +452,29 @@ STUDIES = [
     ),
 ]
 
+EARLY_STOPPING = [
+    Case(
+        "fit patience=0",
+        lambda: _fit(patience=0),
+        ValueError,
+        "patience must be an integer >= 1",
+    ),
+    Case(
+        "fit patience without select_best",
+        lambda: _fit(patience=3),
+        ValueError,
+        "patience needs select_best",
+    ),
+    Case(
+        "fit_to_data val_fraction=1",
+        lambda: training.fit_to_data(
+            lambda p, x: x[:, 0] * p, jnp.ones(()), jnp.ones((8, 2)), val_fraction=1.0
+        ),
+        ValueError,
+        r"val_fraction must be in \[0, 1\), got 1.0",
+    ),
+]
+
 DISTRIBUTED = [
     Case(
         "distributed.initialize with a coordinator only",
@@ -473,5 +496,6 @@ CASES: list[Case] = [
     *FIT,
     *STEP,
     *STUDIES,
+    *EARLY_STOPPING,
     *DISTRIBUTED,
 ]

@@ -88,6 +88,9 @@ def test_existing_workdir_is_refused_and_untouched(tmp_path):
     (tmp_path / "results.json").write_text('{"old": 1}')
     result = chainlab("run", "toy", "--variant", "quick", "--workdir", str(tmp_path))
     assert_one_line_error(result, "is not empty; nothing was overwritten")
+    assert (
+        "Use --resume to continue that run or choose a new --workdir" in result.stderr
+    )
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
     assert (tmp_path / "results.json").read_text() == '{"old": 1}'
 

@@ -4,6 +4,7 @@ import json
 import sys
 from pathlib import Path
 
+import jax
 import pytest
 
 import chainlab.runner.configs
@@ -138,6 +139,8 @@ def test_non_empty_workdir_is_never_overwritten(toy, tmp_path):
     (workdir / "precious.txt").write_text("keep me")
     with pytest.raises(ChainlabError, match="not empty; nothing was overwritten"):
         runner.run("toy", variant="quick", workdir=workdir)
+    with pytest.raises(ChainlabError, match="Use resume=True to continue that run"):
+        runner.run("toy", variant="quick", workdir=workdir)
     assert (workdir / "precious.txt").read_text() == "keep me"
     assert [p.name for p in workdir.iterdir()] == ["precious.txt"]
 
@@ -228,3 +231,20 @@ def test_tensorboard_mirrors_the_metrics(toy, tmp_path):
     written = events.read_bytes()
     for tag in (b"train/train/loss", b"train/eval/w_norm", b"train/checkpoint/seconds"):
         assert tag in written
+
+
+def test_run_leaves_the_jax_configuration_as_it_found_it(toy, tmp_path):
+    watched = (
+        "jax_compilation_cache_dir",
+        "jax_persistent_cache_min_compile_time_secs",
+        "jax_enable_x64",
+        "jax_disable_most_optimizations",
+    )
+    suite_cache = jax.config.values["jax_compilation_cache_dir"]
+    jax.config.update("jax_compilation_cache_dir", None)  # as in a fresh notebook
+    try:
+        before = {name: jax.config.values[name] for name in watched}
+        runner.run("toy", variant="quick", workdir=tmp_path / "run")
+        assert {name: jax.config.values[name] for name in watched} == before
+    finally:
+        jax.config.update("jax_compilation_cache_dir", suite_cache)

@@ -19,3 +19,11 @@ def test_every_subpackage_is_listed_for_the_wheel():
     assert found | mapped == listed
     assert setuptools["package-dir"]["chainlab.runner.experiments"] == "experiments"
     assert setuptools["package-dir"]["chainlab.runner.configs"] == "configs"
+
+
+def test_the_wheel_ships_the_typing_marker():
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"][
+        "setuptools"
+    ]
+    assert "py.typed" in setuptools["package-data"]["chainlab"]
+    assert (ROOT / "chainlab" / "py.typed").is_file()

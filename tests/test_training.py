@@ -19,6 +19,7 @@ from chainlab.training import (
     TrainingInterrupted,
     default_checkpoint_every,
     fit,
+    fit_to_data,
     interleaved_median_ms,
     make_step,
     median_step_ms,
@@ -303,3 +304,44 @@ def test_interleaved_median_ms_times_every_call():
     assert all(t.wall_ms > 0 and t.cpu_ms >= 0 for t in times.values())
     with pytest.raises(ValueError, match="repeats and block must be >= 1"):
         interleaved_median_ms({"a": counted("a")}, repeats=0)
+
+
+def test_patience_stops_training_and_keeps_the_best():
+    """The watched metric improves twice, then never: training stops after two
+    evaluations without improvement and returns the parameters of the best one."""
+    values = iter([3.0, 1.0, 2.0, 2.0, 0.0])
+    result = _fit_problem(
+        steps=10,
+        eval_fn=lambda p: {"v": next(values)},
+        eval_every=2,
+        select_best="v",
+        patience=2,
+    )
+    assert result.step == 8 and result.best_step == 4
+    assert [r["step"] for r in result.history if r["split"] == "eval"] == [2, 4, 6, 8]
+    with pytest.raises(ValueError, match="patience needs select_best"):
+        _fit_problem(steps=2, patience=1)
+
+
+def test_fit_to_data_learns_a_gaussian_mean_and_stops_early():
+    x = np.random.default_rng(0).normal(3.0, 1.0, size=(400, 2)).astype(np.float32)
+
+    def log_prob(mu, xb):
+        return -0.5 * jnp.sum((xb - mu[None]) ** 2, axis=-1) - jnp.log(2 * jnp.pi)
+
+    fitted = fit_to_data(
+        log_prob,
+        jnp.zeros(2),
+        x,
+        steps=2000,
+        batch_size=50,
+        learning_rate=0.1,
+        eval_every=20,
+        patience=3,
+    )
+    np.testing.assert_allclose(fitted.params, x.mean(axis=0), atol=0.25)
+    assert fitted.steps < 2000  # the validation NLL stopped improving
+    assert len(fitted.curve["val_nll"]) == fitted.steps // 20
+    assert fitted.curve["step"][-1] == fitted.steps
+    with pytest.raises(ValueError, match="val_fraction must be"):
+        fit_to_data(log_prob, jnp.zeros(2), x, val_fraction=0.0)

@@ -142,6 +142,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     if _several_processes(args) and not supervisor.is_worker():
         return supervisor.supervise(argv, resume_hint + " (in every process)")
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    _use_compilation_cache()
     try:
         results = run(
             args.name,
@@ -173,6 +174,35 @@ def _several_processes(args: argparse.Namespace) -> bool:
     return distributed.cluster_detected()
 
 
+def _use_compilation_cache() -> None:
+    """Persist compiled programs across runs of the command line, unless the user
+    configured a cache (``chainlab.run`` from Python leaves JAX's settings alone)."""
+    from pathlib import Path
+
+    import jax
+
+    if jax.config.jax_compilation_cache_dir is None:
+        cache = Path.home() / ".cache" / "chainlab" / "jax"
+        jax.config.update("jax_compilation_cache_dir", str(cache))
+        # Most programs here compile in well under JAX's default 1 s threshold.
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+
+
+# Errors name chainlab.run's Python arguments; on the command line, their flags.
+_FLAGS = (
+    ("resume=True", "--resume"),
+    ("a new workdir", "a new --workdir"),
+    ("variant/overrides/config_file", "--variant/--set/--config"),
+    ("needs workdir=", "needs --workdir"),
+)
+
+
+def _as_flags(message: str) -> str:
+    for argument, flag in _FLAGS:
+        message = message.replace(argument, flag)
+    return message
+
+
 def _timeout(args: argparse.Namespace) -> dict:
     if args.distributed_timeout is None:
         return {}  # chainlab.distributed.DEFAULT_TIMEOUT
@@ -189,6 +219,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     from chainlab.runner.reproduction import reproduce
 
     distributed.initialize()  # joins a cluster JAX detects, as chainlab run does
+    _use_compilation_cache()
     outcome = reproduce(variant=args.variant, only=args.only, workdir=args.workdir)
     for name, entry in outcome.experiments.items():
         print(f"{entry['status']:>6}  {entry['seconds']:8.1f} s  {name}")
@@ -211,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return commands[args.command]()
     except ChainlabError as error:
-        print(f"chainlab: error: {error}", file=sys.stderr)
+        print(f"chainlab: error: {_as_flags(str(error))}", file=sys.stderr)
         return 1 if isinstance(error, ExperimentFailed) else 2
     except KeyboardInterrupt:
         print("chainlab: interrupted; files written so far are kept", file=sys.stderr)

@@ -46,7 +46,7 @@ def prepare_workdir(path: Path, resume: bool) -> None:
     if path.is_dir() and any(path.iterdir()):
         raise ChainlabError(
             f"workdir {str(path)!r} is not empty; nothing was overwritten. Use "
-            "--resume to continue that run or choose a new --workdir"
+            "resume=True to continue that run or choose a new workdir"
         )
     path.mkdir(parents=True, exist_ok=True)
 
@@ -58,8 +58,8 @@ def _resume_config(
     saved = json.loads((path / "config.json").read_text())
     if explicit and to_json(config.to_dict()) != saved:
         raise ChainlabError(
-            f"cannot resume {str(path)!r} with a different config; drop --variant/"
-            "--set/--config to continue it as saved"
+            f"cannot resume {str(path)!r} with a different config; drop variant/"
+            "overrides/config_file to continue it as saved"
         )
     return ml_collections.ConfigDict(saved)
 
@@ -131,7 +131,6 @@ def run(
     seed = int(config.get("seed", 0))
     if main:
         write_json(path / "versions.json", {**versions(seed), "experiment": name})
-    _use_compilation_cache()
 
     mirror = TensorBoardMirror(path / "tensorboard") if tensorboard and main else None
     work = Workdir(path=path, resume=resume, writes=main, mirror=mirror)
@@ -182,14 +181,3 @@ def _write_report(path: Path, text: str) -> None:
     if report.exists():  # a resumed run keeps the earlier report beside the new one
         shutil.copy(report, path / f"report.{int(time.time())}.md")
     write_text(report, text)
-
-
-def _use_compilation_cache() -> None:
-    """Persist compiled programs across runs unless the user configured a cache."""
-    import jax
-
-    if jax.config.jax_compilation_cache_dir is None:
-        cache = Path.home() / ".cache" / "chainlab" / "jax"
-        jax.config.update("jax_compilation_cache_dir", str(cache))
-        # Most programs here compile in well under JAX's default 1 s threshold.
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
