@@ -471,7 +471,7 @@ EARLY_STOPPING = [
             lambda p, x: x[:, 0] * p, jnp.ones(()), jnp.ones((8, 2)), val_fraction=1.0
         ),
         ValueError,
-        r"val_fraction must be in \[0, 1\), got 1.0",
+        r"val_fraction must be in \[0.0, 1.0\), got 1.0",
     ),
 ]
 
