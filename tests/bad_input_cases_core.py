@@ -532,7 +532,50 @@ NORMALIZATION = [
     ),
 ]
 
+_BATCH_APPLY = lambda w, xb: xb @ w  # noqa: E731
+
+
 ATTRIBUTION = [
+    Case(
+        "batch_integrated_gradients float targets",
+        lambda: attribution.batch_integrated_gradients(
+            _BATCH_APPLY, jnp.ones((3, 2)), jnp.ones((4, 3)), jnp.zeros(4)
+        ),
+        TypeError,
+        "targets must have a integer dtype",
+    ),
+    Case(
+        "batch_integrated_gradients targets of another batch",
+        lambda: attribution.batch_integrated_gradients(
+            _BATCH_APPLY, jnp.ones((3, 2)), jnp.ones((4, 3)), jnp.zeros(5, int)
+        ),
+        ValueError,
+        r"targets must have shape \(4,\), got \(5,\)",
+    ),
+    Case(
+        "batch_integrated_gradients baseline of another shape",
+        lambda: attribution.batch_integrated_gradients(
+            _BATCH_APPLY,
+            jnp.ones((3, 2)),
+            jnp.ones((4, 3)),
+            jnp.zeros(4, int),
+            baseline=jnp.zeros((4, 2)),
+        ),
+        ValueError,
+        r"baseline must have shape \(4, 3\)",
+    ),
+    Case(
+        "batch_integrated_gradients chunk_size=0",
+        lambda: attribution.batch_integrated_gradients(
+            _BATCH_APPLY,
+            jnp.ones((3, 2)),
+            jnp.ones((4, 3)),
+            jnp.zeros(4, int),
+            chunk_size=0,
+        ),
+        ValueError,
+        "chunk_size must be an integer >= 1",
+    ),
     Case(
         "quadrature_rule method",
         lambda: attribution.quadrature_rule("simpson", 4),
