@@ -150,7 +150,11 @@ def _as_input(x: ArrayLike, baseline: ArrayLike | None) -> tuple[jax.Array, jax.
     return x.astype(dtype), baseline.astype(dtype)
 
 
-_SCALAR_HINT = "; select one output, e.g. lambda x: model.apply(params, x)[label]"
+_SCALAR_HINT = (
+    "; select one output of one example, e.g. lambda x: model.apply(params, "
+    "x[None])[0, label] for a batch-first model, or attribute a whole batch with "
+    "batch_integrated_gradients(model.apply, params, x_batch, labels)"
+)
 
 
 def _like(x: jax.Array) -> jax.ShapeDtypeStruct:

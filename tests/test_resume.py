@@ -22,7 +22,7 @@ CHAINLAB = str(Path(sys.executable).parent / "chainlab")
 EXPERIMENT = "realnvp_moons"
 FIT_NAME = "realnvp"
 TIMEOUT = 300  # seconds for any one run
-PEER_TIMEOUT = 5  # --distributed-timeout of the two-process run
+PEER_TIMEOUT = 3  # --distributed-timeout of the two-process run
 # Two processes sum their halves of a batch's gradient in another order than one.
 TWO_VS_ONE_RTOL = 1e-5
 
