@@ -32,18 +32,6 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 jax.config.update("jax_disable_most_optimizations", True)
 
 
-# Test files whose tests are independent and long: pytest-xdist may spread them.
-SPREAD = {"test_notebooks.py"}
-
-
-def pytest_collection_modifyitems(items):
-    """Keep every other test file on one xdist worker, so its module fixtures (a
-    quick experiment run, say) run once; ``--dist loadgroup`` honours the groups."""
-    for item in items:
-        if item.path.name not in SPREAD:
-            item.add_marker(pytest.mark.xdist_group(str(item.path)))
-
-
 @pytest.fixture
 def key() -> jax.Array:
     """A fixed PRNG key, so every test is deterministic."""
