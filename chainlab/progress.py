@@ -39,26 +39,16 @@ def progress(
 ):
     """A tqdm progress bar on stderr: live on a terminal, periodic lines otherwise;
     nothing with ``disable``."""
+    common = {"total": total, "desc": desc, "initial": initial, "leave": False}
     if sys.stderr.isatty() or disable:
-        return tqdm(
-            iterable,
-            total=total,
-            desc=desc,
-            initial=initial,
-            disable=disable,
-            dynamic_ncols=True,
-            leave=False,
-        )
+        return tqdm(iterable, dynamic_ncols=True, disable=disable, **common)
     return tqdm(
         iterable,
-        total=total,
-        desc=desc,
-        initial=initial,
         file=_Lines(sys.stderr),
         ncols=80,
         ascii=True,
         delay=LOG_EVERY_SECONDS,
         mininterval=LOG_EVERY_SECONDS,
         maxinterval=LOG_EVERY_SECONDS,
-        leave=False,
+        **common,
     )

@@ -406,25 +406,15 @@ def accuracy_curves(
 
 
 def evaluate(
-    apply: Apply,
-    params: Any,
-    x: ArrayLike,
-    y: ArrayLike,
-    *,
-    sigmas: Sequence[float],
-    epsilons: Sequence[float],
-    key: jax.Array,
-    draws: int = 1,
-    pgd_steps: int = 10,
-    norm: Norm = "linf",
-    bounds: tuple[float, float] | None = None,
+    apply: Apply, params: Any, x: ArrayLike, y: ArrayLike, **curve_options: Any
 ) -> dict[str, float | list[float]]:
     """Clean accuracy, sensitivity and the noise and attack curves of a classifier.
 
     Returns ``{"accuracy", "jacobian_frobenius", "input_gradient_norm", "gaussian",
     "fgsm", "pgd"}``: :func:`accuracy`, :func:`sensitivity` (means over examples of
-    ||J||_F and ||grad_x loss||_2) as floats, then :func:`accuracy_curves` with the
-    same keywords, one float per entry of ``sigmas`` or ``epsilons``. ``apply(params,
+    ||J||_F and ||grad_x loss||_2) as floats, then :func:`accuracy_curves` with
+    ``curve_options`` (its keywords: ``sigmas``, ``epsilons``, ``key``, ...), one
+    float per entry of ``sigmas`` or ``epsilons``. ``apply(params,
     x_batch) -> logits`` as in the module docstring.
 
     Example:
@@ -439,17 +429,5 @@ def evaluate(
     return {
         "accuracy": float(accuracy(apply, params, x, y)),
         **{name: float(value) for name, value in sensitivities.items()},
-        **accuracy_curves(
-            apply,
-            params,
-            x,
-            y,
-            sigmas=sigmas,
-            epsilons=epsilons,
-            key=key,
-            draws=draws,
-            pgd_steps=pgd_steps,
-            norm=norm,
-            bounds=bounds,
-        ),
+        **accuracy_curves(apply, params, x, y, **curve_options),
     }
