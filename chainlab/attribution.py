@@ -322,6 +322,11 @@ def batch_integrated_gradients(
       :class:`BatchAttribution`: the attributions and each example's completeness
       error ``delta_b = sum_i IG_b,i - (F_b(x_b) - F_b(x'_b))``.
 
+    Raises:
+      ValueError: ``x`` without a batch axis, a baseline or ``targets`` of another
+        shape, ``steps`` or ``chunk_size`` below 1, an unknown ``method``.
+      TypeError: non-integer ``targets``.
+
     Example:
       >>> w = jnp.array([[1.0, -1.0], [2.0, 0.5]])
       >>> apply = lambda w, xb: jnp.tanh(xb) @ w
@@ -390,7 +395,9 @@ def path_integrated_gradients(
         ``integrated_gradients``.
       path: ``gamma(alpha) -> point`` for a scalar ``alpha`` in [0, 1]; ``gamma(0)`` is
         the baseline and ``gamma(1)`` the input.
-      steps, method, chunk_size: as in ``integrated_gradients``.
+      steps: as in ``integrated_gradients``.
+      method: as in ``integrated_gradients``.
+      chunk_size: as in ``integrated_gradients``.
 
     Returns:
       Attributions with the shape of ``gamma(1)``.
@@ -482,7 +489,8 @@ def completeness_errors(
       x: the input, any shape.
       steps: the step counts, Python ints ``>= 1`` (``>= 2`` for
         ``riemann_trapezoid``).
-      baseline, method: as in ``integrated_gradients``.
+      baseline: as in ``integrated_gradients``.
+      method: as in ``integrated_gradients``.
 
     Returns:
       ``CompletenessErrors(rel_error, rel_error_captum)``, each of shape

@@ -275,7 +275,9 @@ def triplet(
     distances); the same form as ``torch.nn.TripletMarginLoss`` (without its ``eps``).
 
     Args:
-      anchor, positive, negative: ``(..., d)``, all the same shape.
+      anchor: ``(..., d)``.
+      positive: ``(..., d)``, the shape of ``anchor``.
+      negative: ``(..., d)``, the shape of ``anchor``.
       margin: the scalar ``m >= 0``; checked when concrete (a traced ``margin`` under
         ``jit`` is not checked).
       p: norm degree, a Python number ``>= 1`` or ``math.inf``.

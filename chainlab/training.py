@@ -705,6 +705,9 @@ def fit_to_data(
       **fit_options: passed on to :func:`fit` (``metrics_path``, ``checkpoint_dir``,
         ``name``, ...).
 
+    Raises:
+      ValueError: ``val_fraction`` outside (0, 1), and :func:`fit`'s errors.
+
     Example:
       >>> import jax.numpy as jnp, numpy as np
       >>> x = np.random.default_rng(0).normal(3.0, 1.0, size=(512, 1)).astype("f4")
