@@ -370,8 +370,10 @@ def estimator_study(
       >>> w = jnp.array([[3.0, 4.0]])  # one output: the projection is exact
       >>> s = estimator_study(lambda x: w @ x, jnp.ones((1, 2)), method="projection",
       ...                     key=jax.random.key(0), num_draws=4)
-      >>> s.exact.tolist(), s.mean.tolist(), s.predicted_variance.tolist()
-      ([25.0], [[25.0]], [[0.0]])
+      >>> s.exact.tolist(), s.predicted_variance.tolist()
+      ([25.0], [[0.0]])
+      >>> bool(jnp.allclose(s.mean, 25.0))  # a sum of four draws, to round-off
+      True
     """
     xs = as_real_float("xs", xs)
     if xs.ndim < 1:
