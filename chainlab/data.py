@@ -1,10 +1,11 @@
 """Offline datasets under chainlab's shared benchmark protocols.
 
-Nothing here touches the network: digits ship with scikit-learn and two moons is
-generated (scikit-learn is imported on first use, not with this module).
+Nothing here touches the network: digits ship with scikit-learn (imported on first
+use, not with this module) and two moons is generated.
 
-- Two moons: ``make_moons(noise=0.05)``, train n=8000 ``random_state=0``, test n=2000
-  ``random_state=1``.
+- Two moons: scikit-learn's ``make_moons(noise=0.05)``, train n=8000
+  ``random_state=0``, test n=2000 ``random_state=1`` (drawn by :func:`make_moons`,
+  the same points without scikit-learn).
 - Digits: ``load_digits()`` (8x8 images, integer values 0..16), permuted by
   ``np.random.default_rng(0).permutation(1797)``; first 1437 train, last 360 test.
   Classifiers see ``x / 16`` (:func:`digits_for_classifier`); flows dequantize
@@ -40,12 +41,43 @@ class Split(NamedTuple):
     y_test: np.ndarray | None
 
 
+def make_moons(
+    num_points: int, *, noise: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's ``make_moons(num_points, noise=noise, random_state=seed)``, point
+    for point, without importing scikit-learn (a second of start-up per process).
+
+    The outer moon is ``(cos t, sin t)`` and the inner ``(1 - cos t, 1/2 - sin t)``
+    for t evenly spaced on [0, pi] (``num_points // 2`` outer points); the points are
+    shuffled, then Gaussian noise of standard deviation ``noise`` is added, all from
+    ``numpy.random.RandomState(seed)`` in that order.
+
+    Example:
+      >>> x, y = make_moons(4, noise=0.0, seed=0)
+      >>> x.shape, sorted(y.tolist())
+      ((4, 2), [0, 0, 1, 1])
+    """
+    outer = np.linspace(0, np.pi, num_points // 2)
+    inner = np.linspace(0, np.pi, num_points - num_points // 2)
+    x = np.stack(
+        [
+            np.concatenate([np.cos(outer), 1 - np.cos(inner)]),
+            np.concatenate([np.sin(outer), 1 - np.sin(inner) - 0.5]),
+        ],
+        axis=1,
+    )
+    y = np.concatenate([np.zeros(outer.size, np.int64), np.ones(inner.size, np.int64)])
+    generator = np.random.RandomState(seed)
+    order = np.arange(num_points)
+    generator.shuffle(order)
+    x, y = x[order], y[order]
+    return x + generator.normal(scale=noise, size=x.shape), y
+
+
 def two_moons(*, train_size: int = 8000, test_size: int = 2000) -> Split:
     """Two moons in raw coordinates, float32 ``(n, 2)``, with the moon labels."""
-    from sklearn.datasets import make_moons
-
-    x_train, y_train = make_moons(train_size, noise=0.05, random_state=0)
-    x_test, y_test = make_moons(test_size, noise=0.05, random_state=1)
+    x_train, y_train = make_moons(train_size, noise=0.05, seed=0)
+    x_test, y_test = make_moons(test_size, noise=0.05, seed=1)
     return Split(
         x_train.astype(np.float32),
         y_train.astype(np.int32),

@@ -193,16 +193,17 @@ _PER_EXAMPLE_COLUMNS = {
 }
 # Batch norm: a batch of one normalizes to 0 (no first-layer gradient) and is not the
 # batch gradient; axis_name rows sum to it but are not d loss_i / d theta, and row 0
-# depends on x[1]. Layer norm: all decompositions agree, no coupling.
+# depends on x[1]. Layer norm: all decompositions agree, no coupling (row 0 may move by
+# round-off: the two gradients are separately compiled parts of one program).
 _PER_EXAMPLE_EXPECTED = [
     ("batch_norm", "vmap_alone_first_layer_grad_max_abs", "equals", 0.0),
     ("batch_norm", "vmap_alone_sum_rel_error", "above", 0.1),
     ("batch_norm", "vmap_axis_name_sum_rel_error", "at_most", F64_TOL),
     ("batch_norm", "vmap_axis_name_vs_jacrev_rel_diff", "above", 0.01),
-    ("batch_norm", "other_sample_sensitivity", "above", 0.0),
+    ("batch_norm", "other_sample_sensitivity", "above", F64_TOL),
     ("layer_norm", "vmap_alone_vs_jacrev_rel_diff", "at_most", F64_TOL),
     ("layer_norm", "vmap_axis_name_vs_jacrev_rel_diff", "at_most", F64_TOL),
-    ("layer_norm", "other_sample_sensitivity", "equals", 0.0),
+    ("layer_norm", "other_sample_sensitivity", "at_most", F64_TOL),
 ]
 
 

@@ -1,12 +1,22 @@
-"""The ``chainlab`` console script, driven as a user would, in a subprocess."""
+"""The ``chainlab`` console script, driven as a user would, in a subprocess.
+
+Refusals of bad input happen before any JAX work, so those cases call the script's
+``main`` in this process (same code, same output streams, no interpreter start-up);
+the other tests start the installed console script itself.
+"""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+import chainlab.runner.configs
+import chainlab.runner.experiments
+from chainlab.runner import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -77,8 +87,18 @@ def test_run_from_another_directory(tmp_path):
         (("show", "nope"), "unknown experiment 'nope'"),
     ],
 )
-def test_bad_input_gets_one_clear_line(tmp_path, args, message):
-    result = chainlab(*args, cwd=tmp_path)
+def test_bad_input_gets_one_clear_line(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CHAINLAB_PATH", str(FIXTURES))
+    for package in (chainlab.runner.experiments, chainlab.runner.configs):
+        monkeypatch.setattr(package, "__path__", list(package.__path__))
+    sigterm = signal.getsignal(signal.SIGTERM)  # chainlab run installs its own
+    try:
+        status = cli.main(list(args))
+    finally:
+        signal.signal(signal.SIGTERM, sigterm)
+    captured = capsys.readouterr()
+    result = subprocess.CompletedProcess(args, status, captured.out, captured.err)
     assert_one_line_error(result, message)
     assert result.returncode == 2
     assert not (tmp_path / "runs").exists()

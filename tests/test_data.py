@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from chainlab.data import channel_features, retrieval_task
+from chainlab.data import channel_features, make_moons, retrieval_task
 
 # float32 round-off of a unit-norm row or of a 4 x 4 product: a few ulps.
 FLOAT32_TOL = 1e-6
@@ -56,3 +56,13 @@ def test_channel_features_have_their_own_mean_and_spread(key):
     assert np.all((spread > 0.45) & (spread < 3.1))
     assert np.abs(spread - 1).max() + np.abs(mean).max() > 0.1
     chex.assert_trees_all_equal(channel_features(key, (4000, 2, 3)), x)
+
+
+def test_make_moons_draws_scikit_learns_points():
+    from sklearn.datasets import make_moons as reference
+
+    for num_points, seed in ((101, 0), (64, 1)):
+        x, y = make_moons(num_points, noise=0.05, seed=seed)
+        x_ref, y_ref = reference(num_points, noise=0.05, random_state=seed)
+        np.testing.assert_array_equal(x, x_ref)
+        np.testing.assert_array_equal(y, y_ref)

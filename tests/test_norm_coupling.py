@@ -44,10 +44,10 @@ def test_per_example_decompositions(quick):
     assert bn["vmap_alone_sum_rel_error"] > 0.1
     assert bn["vmap_axis_name_sum_rel_error"] < F64_TOL
     assert bn["vmap_axis_name_vs_jacrev_rel_diff"] > 0.01
-    assert bn["other_sample_sensitivity"] > 0
+    assert bn["other_sample_sensitivity"] > F64_TOL
     assert ln["vmap_alone_vs_jacrev_rel_diff"] < F64_TOL
     assert ln["jacrev_sum_rel_error"] < F64_TOL
-    assert ln["other_sample_sensitivity"] == 0.0
+    assert ln["other_sample_sensitivity"] < F64_TOL
 
 
 @pytest.mark.slow
@@ -56,6 +56,6 @@ def test_report_and_figures(quick):
     report = (workdir / "report.md").read_text()
     assert "FAIL" not in report
     assert "issue" not in report and "DESIGN" not in report
-    assert "| layer_norm_other_sample_sensitivity | 0.0 | = 0.0 |" in report
+    assert "| layer_norm_other_sample_sensitivity |" in report
     assert (workdir / "cross_sample_jacobian.png").stat().st_size > 0
     assert (workdir / "per_example_gradients.png").stat().st_size > 0
