@@ -30,7 +30,7 @@ FIT_SCRIPT = textwrap.dedent(
     from pathlib import Path
     import jax, jax.numpy as jnp, numpy as np, optax
     from chainlab import distributed
-    from chainlab.training import fit
+    from chainlab.training import data_parallel, fit
 
     coordinator, count, index, out = sys.argv[1:5]
     if int(count) > 1:
@@ -42,10 +42,17 @@ FIT_SCRIPT = textwrap.dedent(
     result = fit(loss_fn, jnp.zeros(3), optax.sgd(0.05), (x, y), steps=12,
                  batch_size=8, log_every=1, checkpoint_dir=Path(out) / "checkpoints",
                  metrics_path=Path(out) / "metrics.jsonl")
+    # Evaluation over the data axis: a mean (all-reduced) and per-example values
+    # (gathered), read in every process.
+    square_errors = lambda w, batch: (batch[0] @ w - batch[1]) ** 2
+    errors = data_parallel(square_errors)(result.params, (x, y))
+    mse = data_parallel(lambda *a: jnp.mean(square_errors(*a)))(result.params, (x, y))
+    assert errors.shape == (64,) and errors.is_fully_replicated
     if jax.process_index() == 0:
         losses = [r["loss"] for r in result.history]
         params = np.asarray(jax.device_get(result.params)).tolist()
-        summary = {"devices": jax.device_count(), "losses": losses, "params": params}
+        summary = {"devices": jax.device_count(), "losses": losses, "params": params,
+                   "errors": np.asarray(errors).tolist(), "mse": float(mse)}
         (Path(out) / "result.json").write_text(json.dumps(summary))
     """
 )
@@ -121,6 +128,11 @@ def test_fit_on_two_processes_follows_one(tmp_path, start):
     assert (one["devices"], two["devices"]) == (1, 2)
     np.testing.assert_allclose(two["losses"], one["losses"], rtol=TWO_VS_ONE_RTOL)
     np.testing.assert_allclose(two["params"], one["params"], rtol=TWO_VS_ONE_RTOL)
+    # Squared residuals near zero: the parameters' round-off, absolute.
+    np.testing.assert_allclose(
+        two["errors"], one["errors"], rtol=TWO_VS_ONE_RTOL, atol=1e-6
+    )
+    assert two["mse"] == pytest.approx(np.mean(two["errors"]), rel=TWO_VS_ONE_RTOL)
     lines = (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()
     keys = [(r["split"], r["step"]) for r in map(json.loads, lines)]
     assert len(keys) == len(set(keys)) == 12 + 4  # process 0's 12 steps, 4 saves

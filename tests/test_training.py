@@ -17,6 +17,7 @@ import pytest
 from chainlab.compilation import eigen_matmul_options
 from chainlab.training import (
     TrainingInterrupted,
+    data_parallel,
     default_checkpoint_every,
     fit,
     fit_to_data,
@@ -281,6 +282,18 @@ def test_fit_refuses_ragged_data():
             steps=1,
             batch_size=2,
         )
+
+
+def test_data_parallel_is_jit_on_one_device_and_refuses_ragged_batches():
+    def weighted(w, batch, scale):
+        return scale * jnp.sum(batch["x"] @ w + batch["y"])
+
+    w = jnp.arange(2.0)
+    batch = {"x": np.ones((4, 2), np.float32), "y": np.arange(4.0, dtype=np.float32)}
+    parallel = data_parallel(weighted, batch_argnums=(1,))
+    assert float(parallel(w, batch, 2.0)) == float(jax.jit(weighted)(w, batch, 2.0))
+    with pytest.raises(ValueError, match="disagree on their leading axis"):
+        parallel(w, {"x": np.ones((4, 2)), "y": np.ones(3)}, 2.0)
 
 
 def test_median_step_ms_is_positive():
