@@ -59,6 +59,23 @@ def _conv(channels):
     return flows.conv_conditioner(channels, 4)
 
 
+def _bind(bijection, context):
+    """The conditional ``bijection`` at one fixed context, as an unconditional one
+    (the invariant checks below call ``forward(params, x)``)."""
+    return flows.Bijection(
+        bijection.init,
+        lambda p, x: bijection.forward(p, x, context),
+        lambda p, y: bijection.inverse(p, y, context),
+        lambda p, x: bijection.initialize(p, x, context),
+    )
+
+
+CONTEXT = jnp.array([0.7, -1.2])
+# Splines on [-SPLINE_BOUND, SPLINE_BOUND]: standard normal inputs reach both the
+# bins and the identity tails.
+SPLINE_BINS, SPLINE_BOUND = 4, 2.0
+
+
 def _coupling_stack(dim):
     masks = jnp.stack([flows.half_mask(dim), flows.half_mask(dim, flip=True)])
     return flows.scan(lambda m: flows.affine_coupling(m, _mlp(dim)), masks)
@@ -121,6 +138,21 @@ BIJECTIONS = {
         (VECTOR_DIM,),
         "normal",
     ),
+    "autoregressive_spline_context": (
+        lambda: _bind(
+            flows.masked_autoregressive(
+                VECTOR_DIM,
+                hidden=(8,),
+                transformer="spline",
+                bins=SPLINE_BINS,
+                bound=SPLINE_BOUND,
+                context_dim=CONTEXT.size,
+            ),
+            CONTEXT,
+        ),
+        (VECTOR_DIM,),
+        "normal",
+    ),
 }
 
 FLOWS = {
@@ -143,6 +175,18 @@ FLOWS = {
     "glow": (
         lambda: flows.glow((4, 4, 1), levels=2, steps=1, hidden=4),
         (4, 4, 1),
+        "normal",
+    ),
+    "neural_spline_flow": (
+        lambda: flows.neural_spline_flow(
+            VECTOR_DIM, num_layers=3, hidden=(8,), bins=SPLINE_BINS, bound=SPLINE_BOUND
+        ),
+        (VECTOR_DIM,),
+        "normal",
+    ),
+    "maf": (
+        lambda: flows.maf(VECTOR_DIM, num_layers=2, hidden=(8,)),
+        (VECTOR_DIM,),
         "normal",
     ),
 }
@@ -257,6 +301,20 @@ PLANAR = {
         jnp.array([0.5, -0.5]), jnp.array([1.5, 0.8])
     ),
     "realnvp": lambda: flows.realnvp(2, num_layers=4, hidden=(16,)),
+    "neural_spline_flow": lambda: flows.neural_spline_flow(
+        2, num_layers=2, hidden=(8,), bins=SPLINE_BINS, bound=SPLINE_BOUND
+    ),
+    "maf_spline_context": lambda: _bind(
+        flows.masked_autoregressive(
+            2,
+            hidden=(8,),
+            transformer="spline",
+            bins=SPLINE_BINS,
+            bound=SPLINE_BOUND,
+            context_dim=CONTEXT.size,
+        ),
+        CONTEXT,
+    ),
 }
 
 

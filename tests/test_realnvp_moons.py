@@ -24,9 +24,15 @@ def test_quick_results_are_saved_and_beat_a_gaussian(quick_run):
     assert saved == results
     # The best Gaussian scores ~2.0 nats; 100 steps of a tiny flow already do better,
     # and no model beats the generating density (0.32).
-    assert 0.25 < saved["generating_density_nll"] < saved["test_nll"] < 1.9
-    assert saved["train_step_ms"] > 0
-    assert saved["best_step"] in (50, 100)
+    for flow in ("affine", "spline"):
+        assert 0.25 < saved["generating_density_nll"] < saved[f"test_nll_{flow}"] < 1.9
+        assert saved[f"best_step_{flow}"] in (50, 100)
+    # The headline is the flow with the lower validation NLL.
+    headline = saved["headline_flow"]
+    assert saved["val_nll"] == min(saved["val_nll_affine"], saved["val_nll_spline"])
+    assert saved["test_nll"] == saved[f"test_nll_{headline}"]
+    assert saved["best_step"] == saved[f"best_step_{headline}"]
+    assert saved["train_step_ms"] > 0 and saved["train_step_ms_spline"] > 0
 
 
 @pytest.mark.slow
@@ -37,20 +43,26 @@ def test_quick_report_has_every_figure_and_no_failure(quick_run):
     assert "FAIL" not in report
     assert "| NLL of the generating density (floor) |" in report
     assert "| layer | base | log-det | cosine |" in report
+    assert "| RealNVP (affine) |" in report and "| spline coupling flow |" in report
     for name in FIGURES:
         assert (workdir / f"{name}.png").stat().st_size > 0
 
 
 @pytest.mark.slow
-def test_quick_metrics_log_both_pathways_per_layer(quick_run):
+def test_quick_metrics_log_both_fits_and_the_pathways_per_layer(quick_run):
     _, workdir = quick_run
     records = [
         json.loads(line)
         for line in (workdir / "metrics.jsonl").read_text().splitlines()
     ]
-    evals = [r for r in records if r["split"] == "eval"]
-    assert evals
-    for record in evals:
+    evals = {
+        run: [r for r in records if r["split"] == "eval" and r["run"] == run]
+        for run in ("realnvp", "spline")
+    }
+    assert [r["step"] for r in evals["spline"]] == [50, 100]
+    assert all("val_nll" in r for r in evals["spline"])
+    assert evals["realnvp"]
+    for record in evals["realnvp"]:  # the affine RealNVP's
         for name in ("base", "logdet", "cosine"):
             assert {f"{name}_layer0", f"{name}_layer1"} <= record.keys()
         assert -1.0 <= record["cosine_layer1"] <= 1.0

@@ -1,6 +1,8 @@
 """Shape and structure checks shared by the bijections (private)."""
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -8,6 +10,12 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from chainlab.validation import check_shape, concrete
+
+
+def call(part: Any, fn: Callable, params: Any, x: jax.Array, context: Any) -> Any:
+    """``fn(params, x)``, or ``fn(params, x, context)`` when ``part`` (a bijection)
+    is conditional: unconditional bijections keep two-argument functions."""
+    return fn(params, x, context) if part.conditional else fn(params, x)
 
 
 def last_axis(v: jax.Array, ndim: int) -> jax.Array:
@@ -48,3 +56,26 @@ def check_permutation(name: str, perm: ArrayLike, size: int | None = None) -> No
         raise ValueError(
             f"{name} must hold each of 0..{len(values) - 1} once, got {values.tolist()}"
         )
+
+
+def check_context(context: Any, n: int, context_dim: int, name: str) -> Any:
+    """The context of a batch of ``n`` events as ``(n, context_dim)``, or ``None``.
+
+    An unconditional ``name`` (``context_dim == 0``) refuses a context; a conditional
+    one needs ``(n, context_dim)`` or one ``(context_dim,)`` shared by the batch.
+    """
+    if context_dim == 0:
+        if context is not None:
+            raise ValueError(f"{name} is unconditional (context_dim=0): got a context")
+        return None
+    if context is None:
+        raise ValueError(
+            f"{name} is conditional: pass a context of shape (n, {context_dim}) "
+            f"or ({context_dim},)"
+        )
+    context = jnp.asarray(context)
+    if context.ndim == 1:
+        check_shape(f"{name} context", context, (context_dim,))
+        return jnp.broadcast_to(context[None], (n, context_dim))
+    check_shape(f"{name} context", context, (n, context_dim))
+    return context

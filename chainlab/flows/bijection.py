@@ -7,7 +7,10 @@ A bijection is four pure functions in a NamedTuple, in the style of optax's
 - ``forward(params, x) -> (y, logdet)`` with ``logdet = log|det dy/dx|``;
 - ``inverse(params, y) -> (x, logdet)`` with ``logdet = log|det dx/dy|``;
 - ``initialize(params, x) -> params``: data-dependent initialisation from a batch
-  (ActNorm); the identity for every other bijection.
+  (ActNorm); the identity for every other bijection;
+- ``conditional``: whether the three functions take a third argument ``context``, an
+  ``(n, context_dim)`` array that a conditioner network sees beside its input, so the
+  map (and the flow's density) depends on it: ``forward(params, x, context)``.
 
 Arrays carry exactly one batch axis in front: ``x`` has shape ``(n, *event_shape)`` and
 ``logdet`` has shape ``(n,)``, the log-determinant of the map on one event. Fixed
@@ -16,6 +19,8 @@ structure (masks, permutations, sizes) is closed over by the functions, never st
 
 Composition is the chain rule: for ``f = f_K o ... o f_1``,
 ``log|det J_f(x)| = sum_k log|det J_{f_k}(x_{k-1})|`` with ``x_k = f_k(x_{k-1})``.
+A composition is conditional when any of its parts is, and hands the context to those
+parts only, so unconditional bijections keep their two-argument functions.
 """
 
 from collections.abc import Callable, Sequence
@@ -24,13 +29,15 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from chainlab.flows._util import call
+
 __all__ = ["Bijection", "chain", "scan"]
 
 Params = Any
 
 
-def _keep(params: Params, x: jax.Array) -> Params:
-    del x
+def _keep(params: Params, x: jax.Array, context: jax.Array | None = None) -> Params:
+    del x, context
     return params
 
 
@@ -43,12 +50,15 @@ class Bijection(NamedTuple):
       inverse: ``inverse(params, y) -> (x, log|det dx/dy|)``.
       initialize: ``initialize(params, x) -> params``, data-dependent initialisation
         from a batch ``x`` (the identity unless the bijection has one, as ActNorm).
+      conditional: if true, ``forward``, ``inverse`` and ``initialize`` take a third
+        argument, the context ``(n, context_dim)``.
     """
 
     init: Callable[[jax.Array], Params]
-    forward: Callable[[Params, jax.Array], tuple[jax.Array, jax.Array]]
-    inverse: Callable[[Params, jax.Array], tuple[jax.Array, jax.Array]]
-    initialize: Callable[[Params, jax.Array], Params] = _keep
+    forward: Callable[..., tuple[jax.Array, jax.Array]]
+    inverse: Callable[..., tuple[jax.Array, jax.Array]]
+    initialize: Callable[..., Params] = _keep
+    conditional: bool = False
 
 
 def chain(*bijections: Bijection) -> Bijection:
@@ -74,29 +84,30 @@ def chain(*bijections: Bijection) -> Bijection:
         keys = jax.random.split(key, len(parts))
         return tuple(part.init(k) for part, k in zip(parts, keys, strict=True))
 
-    def forward(params, x):
+    def forward(params, x, context=None):
         total = jnp.zeros(x.shape[:1], x.dtype)
         for part, p in zip(parts, params, strict=True):
-            x, logdet = part.forward(p, x)
+            x, logdet = call(part, part.forward, p, x, context)
             total = total + logdet
         return x, total
 
-    def inverse(params, y):
+    def inverse(params, y, context=None):
         total = jnp.zeros(y.shape[:1], y.dtype)
         for part, p in zip(reversed(parts), reversed(params), strict=True):
-            y, logdet = part.inverse(p, y)
+            y, logdet = call(part, part.inverse, p, y, context)
             total = total + logdet
         return y, total
 
-    def initialize(params, x):
+    def initialize(params, x, context=None):
         new = []
         for part, p in zip(parts, params, strict=True):
-            p = part.initialize(p, x)
-            x, _ = part.forward(p, x)
+            p = call(part, part.initialize, p, x, context)
+            x, _ = call(part, part.forward, p, x, context)
             new.append(p)
         return tuple(new)
 
-    return Bijection(init, forward, inverse, initialize)
+    conditional = any(part.conditional for part in parts)
+    return Bijection(init, forward, inverse, initialize, conditional)
 
 
 def scan(make: Callable[[Any], Bijection], structure: Any) -> Bijection:
@@ -124,38 +135,39 @@ def scan(make: Callable[[Any], Bijection], structure: Any) -> Bijection:
             f"structure leaves need one shared leading (layer) axis, got sizes {sizes}"
         )
     (num_layers,) = sizes
+    conditional = make(jax.tree.map(lambda s: s[0], structure)).conditional
 
     def init(key):
         keys = jax.random.split(key, num_layers)
         return jax.vmap(lambda k, s: make(s).init(k))(keys, structure)
 
-    def forward(params, x):
+    def forward(params, x, context=None):
         def body(h, layer):
             p, s = layer
-            h, logdet = make(s).forward(p, h)
-            return h, logdet
+            bijection = make(s)
+            return call(bijection, bijection.forward, p, h, context)
 
         y, logdets = jax.lax.scan(body, x, (params, structure))
         return y, jnp.sum(logdets, axis=0)
 
-    def inverse(params, y):
+    def inverse(params, y, context=None):
         def body(h, layer):
             p, s = layer
-            h, logdet = make(s).inverse(p, h)
-            return h, logdet
+            bijection = make(s)
+            return call(bijection, bijection.inverse, p, h, context)
 
         x, logdets = jax.lax.scan(body, y, (params, structure), reverse=True)
         return x, jnp.sum(logdets, axis=0)
 
-    def initialize(params, x):
+    def initialize(params, x, context=None):
         def body(h, layer):
             p, s = layer
             bijection = make(s)
-            p = bijection.initialize(p, h)
-            h, _ = bijection.forward(p, h)
+            p = call(bijection, bijection.initialize, p, h, context)
+            h, _ = call(bijection, bijection.forward, p, h, context)
             return h, p
 
         _, params = jax.lax.scan(body, x, (params, structure))
         return params
 
-    return Bijection(init, forward, inverse, initialize)
+    return Bijection(init, forward, inverse, initialize, conditional)

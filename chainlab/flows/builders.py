@@ -1,13 +1,20 @@
-"""Ready-made flows: RealNVP for vectors and a Glow-style multi-scale flow for images.
+"""Ready-made flows: RealNVP, neural spline flows and MAF for vectors, and a
+Glow-style multi-scale flow for images.
 
 - ``realnvp`` (Dinh et al. 2017): ``num_layers`` affine couplings with MLP conditioners,
   alternating which half of the coordinates is transformed, composed by ``scan``.
+- ``neural_spline_flow`` (Durkan et al. 2019): the same with rational-quadratic spline
+  couplings.
+- ``maf`` (Papamakarios et al. 2017): masked autoregressive layers, the order reversed
+  between layers.
 - ``glow`` (Kingma & Dhariwal 2018): per scale, a squeeze and ``steps`` of
   ``actnorm -> invertible 1x1 conv -> affine coupling`` (channel mask, convolutional
   conditioner), then half of the channels is factored out before the next scale.
 
-Both accept ``preprocess``, a fixed bijection applied first (``standardize``,
-``logit``), whose log-det enters ``log_prob`` so densities are on the raw data scale.
+All accept ``preprocess``, a fixed bijection applied first (``standardize``,
+``logit``), whose log-det enters ``log_prob`` so densities are on the raw data scale,
+and ``context_dim``: with ``context_dim > 0`` every conditioner also sees a context
+vector and the flow is the conditional density ``p(x | context)``.
 """
 
 from collections.abc import Callable, Sequence
@@ -18,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from chainlab.flows.actnorm import actnorm
+from chainlab.flows.autoregressive import masked_autoregressive
 from chainlab.flows.bijection import Bijection, chain, scan
 from chainlab.flows.conditioners import conv_conditioner, mlp_conditioner
 from chainlab.flows.coupling import affine_coupling
@@ -25,12 +33,22 @@ from chainlab.flows.flow import Flow, transformed
 from chainlab.flows.linear import invertible_linear
 from chainlab.flows.masks import alternating_mask, channel_mask, half_mask
 from chainlab.flows.multiscale import factor_out
+from chainlab.flows.permutation import permutation, reverse
 from chainlab.flows.reshape import squeeze, unsqueeze
+from chainlab.flows.spline import spline_coupling, spline_outputs
 from chainlab.validation import check_at_least, check_choice
 
-__all__ = ["glow", "realnvp"]
+__all__ = ["glow", "maf", "neural_spline_flow", "realnvp"]
 
 _MASKS = {"half": half_mask, "alternating": alternating_mask}
+Activation = Callable[[jax.Array], jax.Array]
+
+
+def _alternating(dim: int, num_layers: int, mask: str) -> np.ndarray:
+    check_at_least("dim", dim, 2)
+    check_at_least("num_layers", num_layers, 1)
+    check_choice("mask", mask, _MASKS)
+    return np.stack([_MASKS[mask](dim, flip=k % 2 == 1) for k in range(num_layers)])
 
 
 def realnvp(
@@ -39,8 +57,9 @@ def realnvp(
     num_layers: int = 8,
     hidden: Sequence[int] = (64, 64),
     mask: Literal["half", "alternating"] = "half",
-    activation: Callable[[jax.Array], jax.Array] = jax.nn.relu,
+    activation: Activation = jax.nn.relu,
     preprocess: Bijection | None = None,
+    context_dim: int = 0,
 ) -> Flow:
     """RealNVP on vectors: affine couplings with alternating masks.
 
@@ -59,6 +78,8 @@ def realnvp(
       mask: ``"half"`` (first/second half) or ``"alternating"`` (even/odd entries).
       activation: the conditioners' nonlinearity.
       preprocess: a fixed bijection on ``(n, dim)`` applied before the couplings.
+      context_dim: size of a context vector every conditioner sees beside the kept
+        entries (0: unconditional); the flow is then ``p(x | context)``.
 
     ``params`` are the couplings' parameters stacked along a leading layer axis (see
     :func:`~chainlab.flows.scan`); with ``preprocess``, the pair ``(preprocess's
@@ -73,46 +94,182 @@ def realnvp(
       >>> flow.sample(params, jax.random.key(1), 5).shape
       (5, 2)
     """
-    check_at_least("dim", dim, 2)
-    check_at_least("num_layers", num_layers, 1)
-    check_choice("mask", mask, _MASKS)
-    conditioner = mlp_conditioner(dim, tuple(hidden), activation=activation)
-    masks = np.stack([_MASKS[mask](dim, flip=k % 2 == 1) for k in range(num_layers)])
+    masks = _alternating(dim, num_layers, mask)
+    conditioner = mlp_conditioner(
+        dim, tuple(hidden), activation=activation, context_dim=context_dim
+    )
     body = scan(lambda m: affine_coupling(m, conditioner), jnp.asarray(masks))
     if preprocess is not None:
         body = chain(preprocess, body)
-    return transformed(body, (dim,))
+    return transformed(body, (dim,), context_dim=context_dim)
 
 
-def _conditioner(height: int, width: int, channels: int, hidden: int):
+def neural_spline_flow(
+    dim: int,
+    *,
+    num_layers: int = 8,
+    hidden: Sequence[int] = (64, 64),
+    bins: int = 8,
+    bound: float = 4.0,
+    mask: Literal["half", "alternating"] = "half",
+    activation: Activation = jax.nn.relu,
+    preprocess: Bijection | None = None,
+    context_dim: int = 0,
+) -> Flow:
+    """A coupling flow of rational-quadratic splines (Durkan et al. 2019, "Neural
+    Spline Flows").
+
+    As :func:`realnvp` with :func:`~chainlab.flows.spline_coupling` layers: a layer
+    passes the entries where ``mask = 1`` through and maps each other entry by a
+    monotonic spline with ``bins`` bins on ``[-bound, bound]`` (identity outside)
+    whose knots an MLP computes from the kept entries; the entries it transformed
+    are kept by the next layer. ``log p(x) = log N(z; 0, I) + sum_k sum_i log|d y_i
+    / d x_i|``. A new flow only permutes the entries (volume preserving).
+
+    Args:
+      dim: data dimension (>= 2).
+      num_layers: number of coupling layers.
+      hidden: hidden widths of each coupling's MLP conditioner.
+      bins: spline bins ``K`` (the conditioner gives ``3K - 1`` numbers per entry).
+      bound: half-width ``B`` of the splines' interval; data should lie mostly
+        inside (``preprocess=standardize(...)`` helps).
+      mask: ``"half"`` (first/second half) or ``"alternating"`` (even/odd entries).
+      activation: the conditioners' nonlinearity.
+      preprocess: a fixed bijection on ``(n, dim)`` applied before the couplings.
+      context_dim: size of a context vector every conditioner sees (0:
+        unconditional); the flow is then ``p(x | context)``.
+
+    Each layer is the coupling with the first mask followed by a fixed permutation
+    that moves the entries it transformed to the places it kept (for even ``dim``
+    the same as flipping the mask). ``params`` are the layers' parameters stacked
+    along a leading layer axis, as :func:`realnvp`'s.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> flow = neural_spline_flow(2, num_layers=2, hidden=(8,), bins=4)
+      >>> params = flow.init(jax.random.key(0))
+      >>> round(float(flow.log_prob(params, jnp.zeros((1, 2)))[0]), 4)
+      -1.8379
+    """
+    mask_values = _alternating(dim, num_layers, mask)[0]
+    conditioner = mlp_conditioner(
+        dim,
+        tuple(hidden),
+        activation=activation,
+        outputs=spline_outputs(bins),
+        context_dim=context_dim,
+    )
+    # Every layer has the same concrete mask, so its splines run on the transformed
+    # entries only, followed by the permutation that moves the entries it
+    # transformed to the kept places: the next layer's mask is in effect flipped.
+    kept, changed = np.flatnonzero(mask_values), np.flatnonzero(mask_values == 0)
+    order = np.empty(dim, int)
+    order[np.concatenate([kept, changed])] = np.concatenate([changed, kept])
+    layer = chain(
+        spline_coupling(mask_values, conditioner, bins=bins, bound=bound),
+        permutation(order),
+    )
+    body = scan(lambda _: layer, jnp.arange(num_layers))
+    if preprocess is not None:
+        body = chain(preprocess, body)
+    return transformed(body, (dim,), context_dim=context_dim)
+
+
+def maf(
+    dim: int,
+    *,
+    num_layers: int = 8,
+    hidden: Sequence[int] = (64, 64),
+    transformer: Literal["affine", "spline"] = "affine",
+    bins: int = 8,
+    bound: float = 4.0,
+    activation: Activation = jax.nn.relu,
+    preprocess: Bijection | None = None,
+    context_dim: int = 0,
+) -> Flow:
+    """A masked autoregressive flow (Papamakarios et al. 2017, "MAF").
+
+    ``num_layers`` :func:`~chainlab.flows.masked_autoregressive` layers, each followed
+    by reversing the entries, so consecutive layers condition in opposite orders.
+    ``log_prob`` costs one network pass per layer; ``sample`` costs ``dim`` passes
+    per layer. A new flow is the identity up to the reversals.
+
+    Args:
+      dim: data dimension (>= 2).
+      num_layers: number of autoregressive layers.
+      hidden: hidden widths of each layer's MADE network.
+      transformer: ``"affine"`` or ``"spline"`` (rational-quadratic).
+      bins: spline bins.
+      bound: half-width of the splines' interval.
+      activation: the networks' nonlinearity.
+      preprocess: a fixed bijection on ``(n, dim)`` applied before the layers.
+      context_dim: size of a context vector every network sees (0: unconditional);
+        the flow is then ``p(x | context)``.
+
+    ``params`` are the layers' parameters stacked along a leading layer axis (each
+    layer a pair: the autoregressive layer's and the reversal's empty params); with
+    ``preprocess``, the pair ``(preprocess's params, stacked layers' params)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> flow = maf(3, num_layers=2, hidden=(8,), context_dim=1)
+      >>> params = flow.init(jax.random.key(0))
+      >>> flow.log_prob(params, jnp.zeros((4, 3)), jnp.ones((4, 1))).shape
+      (4,)
+      >>> flow.sample(params, jax.random.key(1), 5, jnp.array([0.5])).shape
+      (5, 3)
+    """
+    check_at_least("dim", dim, 2)
+    check_at_least("num_layers", num_layers, 1)
+    layer = chain(
+        masked_autoregressive(
+            dim,
+            hidden=tuple(hidden),
+            transformer=transformer,
+            bins=bins,
+            bound=bound,
+            activation=activation,
+            context_dim=context_dim,
+        ),
+        reverse(dim),
+    )
+    body = scan(lambda _: layer, jnp.arange(num_layers))
+    if preprocess is not None:
+        body = chain(preprocess, body)
+    return transformed(body, (dim,), context_dim=context_dim)
+
+
+def _conditioner(height: int, width: int, channels: int, hidden: int, context_dim):
     # On a single pixel a k x k convolution with 'SAME' padding only uses its centre.
     kernel_size = 1 if height == width == 1 else 3
-    return conv_conditioner(channels, hidden, kernel_size=kernel_size)
+    return conv_conditioner(
+        channels, hidden, kernel_size=kernel_size, context_dim=context_dim
+    )
 
 
-def _glow_step(height: int, width: int, channels: int, hidden: int) -> Bijection:
+def _glow_step(height, width, channels, hidden, context_dim) -> Bijection:
     return chain(
         actnorm(channels),
         invertible_linear(channels),
         affine_coupling(
             channel_mask(height, width, channels),
-            _conditioner(height, width, channels, hidden),
+            _conditioner(height, width, channels, hidden, context_dim),
         ),
     )
 
 
-def _glow_scale(shape, levels: int, steps: int, hidden: int) -> Bijection:
+def _glow_scale(shape, levels: int, steps: int, hidden: int, context_dim) -> Bijection:
     height, width, channels = shape
     h, w, c = height // 2, width // 2, 4 * channels
-    step = _glow_step(h, w, c, hidden)
+    step = _glow_step(h, w, c, hidden, context_dim)
     parts = [squeeze(), scan(lambda _: step, jnp.arange(steps))]
     if levels > 1:
         # Glow's learned prior for the factored-out half, as a coupling that moves
         # and scales the first half of the channels given the second.
         split_prior = affine_coupling(
-            channel_mask(h, w, c, flip=True), _conditioner(h, w, c, hidden)
+            channel_mask(h, w, c, flip=True), _conditioner(h, w, c, hidden, context_dim)
         )
-        inner = _glow_scale((h, w, c // 2), levels - 1, steps, hidden)
+        inner = _glow_scale((h, w, c // 2), levels - 1, steps, hidden, context_dim)
         parts += [split_prior, factor_out(inner)]
     parts.append(unsqueeze())
     return chain(*parts)
@@ -125,6 +282,7 @@ def glow(
     steps: int = 4,
     hidden: int = 64,
     preprocess: Bijection | None = None,
+    context_dim: int = 0,
 ) -> Flow:
     """A Glow-style multi-scale flow on images ``(n, height, width, channels)``.
 
@@ -146,6 +304,9 @@ def glow(
       steps: Glow steps per scale.
       hidden: channels of the conditioners' hidden layers.
       preprocess: a fixed bijection on images applied first (e.g. ``logit``).
+      context_dim: size of a context vector (e.g. a one-hot class) that every
+        conditioner sees, broadcast over the pixels (0: unconditional); the flow is
+        then ``p(image | context)``.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -171,7 +332,8 @@ def glow(
             f"height and width must be divisible by 2**levels = {2**levels}, "
             f"got {image_shape}"
         )
-    body = _glow_scale(image_shape, levels, steps, hidden)
+    check_at_least("context_dim", context_dim, 0)
+    body = _glow_scale(image_shape, levels, steps, hidden, context_dim)
     if preprocess is not None:
         body = chain(preprocess, body)
-    return transformed(body, image_shape)
+    return transformed(body, image_shape, context_dim=context_dim)

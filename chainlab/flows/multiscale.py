@@ -15,6 +15,7 @@ shape, so the base density is still an i.i.d. standard normal over all entries.
 
 import jax.numpy as jnp
 
+from chainlab.flows._util import call
 from chainlab.flows.bijection import Bijection
 
 __all__ = ["factor_out"]
@@ -32,7 +33,8 @@ def _halves(x):
 def factor_out(inner: Bijection) -> Bijection:
     """Pass the first half of the channels through; apply ``inner`` to the second.
 
-    ``inner`` must keep the shape of its input. ``params`` are ``inner``'s.
+    ``inner`` must keep the shape of its input. ``params`` are ``inner``'s; the
+    split is conditional when ``inner`` is, and hands it the context.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -42,17 +44,17 @@ def factor_out(inner: Bijection) -> Bijection:
       [[1.0, 2.0, 4.0, 3.0]]
     """
 
-    def forward(params, x):
+    def forward(params, x, context=None):
         a, b = _halves(x)
-        zb, logdet = inner.forward(params, b)
+        zb, logdet = call(inner, inner.forward, params, b, context)
         return jnp.concatenate([a, zb], axis=-1), logdet
 
-    def inverse(params, y):
+    def inverse(params, y, context=None):
         a, zb = _halves(y)
-        b, logdet = inner.inverse(params, zb)
+        b, logdet = call(inner, inner.inverse, params, zb, context)
         return jnp.concatenate([a, b], axis=-1), logdet
 
-    def initialize(params, x):
-        return inner.initialize(params, _halves(x)[1])
+    def initialize(params, x, context=None):
+        return call(inner, inner.initialize, params, _halves(x)[1], context)
 
-    return Bijection(inner.init, forward, inverse, initialize)
+    return Bijection(inner.init, forward, inverse, initialize, inner.conditional)
