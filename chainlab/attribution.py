@@ -33,6 +33,15 @@ gradients), a general path (``path_integrated_gradients``), a step-doubling help
 (``integrated_gradients_to_tolerance``), the convergence study ``completeness_errors``,
 plain ``gradient_x_input`` and the faithfulness check ``deletion_curve`` with its
 ``deletion_area``.
+
+Attribution to a hidden layer, for a model split as ``F(x) = head(body(x))`` with the
+layer ``y = body(x)``: ``layer_conductance`` (Dhamdhere, Sundararajan & Yan, "How
+Important Is a Neuron?", ICLR 2019, arXiv:1805.12233) integrates, for each unit ``j``,
+``dF/dy_j`` times the unit's own rate of change ``dy_j/dalpha`` along the input path,
+so by the chain rule ``sum_j Cond_j = F(x) - F(x')``; ``layer_integrated_gradients``
+is integrated gradients of ``head`` in the layer's space, on the straight line from
+``body(x')`` to ``body(x)``. They answer Captum's ``LayerConductance`` and
+``LayerIntegratedGradients``, with this module's quadrature rules.
 """
 
 import functools
@@ -70,6 +79,8 @@ __all__ = [
     "gradient_x_input",
     "integrated_gradients",
     "integrated_gradients_to_tolerance",
+    "layer_conductance",
+    "layer_integrated_gradients",
     "path_integrated_gradients",
     "quadrature_rule",
     "uniform_baselines",
@@ -764,3 +775,144 @@ def deletion_area(curve: ArrayLike) -> jax.Array:
             f"curve must have shape (..., n) with n >= 2 points, got {curve.shape}"
         )
     return jnp.trapezoid(curve, dx=1.0 / (curve.shape[-1] - 1), axis=-1)
+
+
+_LAYER_HINT = (
+    "; split the model as head(body(x)) with a scalar head, e.g. head = lambda y: "
+    "logits_from_hidden(y)[label]"
+)
+
+
+def _layer_like(body: Callable[[jax.Array], jax.Array], x: jax.Array) -> jax.Array:
+    """Zeros shaped like the layer ``body(x)`` (found by ``jax.eval_shape``)."""
+    layer = jax.eval_shape(body, _like(x))
+    check_dtype("body(x)", layer, jnp.floating)
+    return jnp.zeros(layer.shape, layer.dtype)
+
+
+def layer_conductance(
+    body: Callable[[jax.Array], jax.Array],
+    head: Callable[[jax.Array], ArrayLike],
+    x: ArrayLike,
+    *,
+    baseline: ArrayLike | None = None,
+    steps: int = 50,
+    method: Method = "gausslegendre",
+    chunk_size: int | None = None,
+) -> jax.Array:
+    """Conductance of every unit of the layer ``y = body(x)`` for ``F = head(body(x))``.
+
+    Along the straight path ``x(alpha) = x' + alpha (x - x')`` the chain rule splits
+    ``dF/dalpha`` over the layer's units,
+    ``dF/dalpha = sum_j dF/dy_j(y(alpha)) * dy_j/dalpha`` with
+    ``dy/dalpha = J_body(x(alpha)) (x - x')``, so integrating unit by unit,
+
+        Cond_j = int_0^1 dF/dy_j(y(alpha)) dy_j/dalpha dalpha,
+        sum_j Cond_j = F(x) - F(x')              (completeness through the layer).
+
+    Each node of ``quadrature_rule(method, steps)`` costs one forward-mode pass through
+    ``body`` (``jax.jvp``: ``y`` and ``dy/dalpha`` together) and one gradient of
+    ``head``; the nodes run in one vectorised pass (or in chunks of ``chunk_size``).
+    ``Cond_j = sum_i Cond_ij`` also sums Dhamdhere et al.'s per-input conductances, and
+    ``sum_j Cond_j = sum_i IG_i`` for the same rule.
+
+    Captum's ``LayerConductance`` replaces ``dy/dalpha dalpha`` by the difference of
+    the layer between consecutive nodes (a left Riemann-Stieltjes sum over
+    ``steps + 1`` nodes, the rule's weights unused); both converge to the integral,
+    Captum's at first order in the node spacing (``benchmarks/conductance_vs_captum.py``
+    compares them).
+
+    Reference: K. Dhamdhere, M. Sundararajan and Q. Yan, "How Important Is a Neuron?",
+    ICLR 2019 (arXiv:1805.12233), eq. (3).
+
+    Args:
+      body: the input side, one example ``x -> y`` (the layer's activations, any
+        shape, floating).
+      head: the output side, ``y -> scalar`` (select the label inside it).
+      x: the input, any shape.
+      baseline: the reference input ``x'`` (same shape); zeros when ``None``.
+      steps: number of quadrature nodes, as in ``integrated_gradients``.
+      method: one of ``METHODS``.
+      chunk_size: as in ``integrated_gradients``.
+
+    Returns:
+      Conductances with the shape of ``body(x)``.
+
+    Raises:
+      ValueError: ``head`` not scalar-valued, a baseline of another shape, ``steps``
+        or ``chunk_size`` out of range, an unknown ``method``.
+      TypeError: a non-floating layer.
+
+    Example:
+      >>> body = lambda x: jnp.stack([x[0] * x[1], x[0] + x[1]])
+      >>> head = lambda y: y[0] + 2.0 * y[1]
+      >>> x = jnp.array([2.0, 3.0])
+      >>> cond = layer_conductance(body, head, x, steps=4)
+      >>> [round(float(c), 4) for c in cond], round(float(cond.sum()), 4)
+      ([6.0, 10.0], 16.0)
+    """
+    x, baseline = _as_input(x, baseline)
+    like = _layer_like(body, x)
+    check_scalar_output("head", head, _like(like), hint=_LAYER_HINT)
+    direction = x - baseline
+    grad_head = jax.grad(head)
+
+    def integrand(alpha):
+        layer, velocity = jax.jvp(body, (baseline + alpha * direction,), (direction,))
+        return grad_head(layer) * velocity
+
+    return _integrate(integrand, like, method, steps, chunk_size)
+
+
+def layer_integrated_gradients(
+    body: Callable[[jax.Array], jax.Array],
+    head: Callable[[jax.Array], ArrayLike],
+    x: ArrayLike,
+    *,
+    baseline: ArrayLike | None = None,
+    steps: int = 50,
+    method: Method = "gausslegendre",
+    chunk_size: int | None = None,
+) -> jax.Array:
+    """Integrated gradients of ``head`` in the space of the layer ``y = body(x)``.
+
+    With ``y = body(x)`` and ``y' = body(x')``,
+
+        LIG_j = (y_j - y'_j) sum_k w_k dhead/dy_j(y' + alpha_k (y - y')),
+
+    and by completeness ``sum_j LIG_j = F(x) - F(x')`` up to the quadrature error.
+    The path is the straight line between the two activations (Captum's
+    ``LayerIntegratedGradients`` with its default ``attribute_to_layer_input=False``),
+    not the image of the input path as in :func:`layer_conductance`; the two agree
+    when ``body`` is linear.
+
+    Args:
+      body: the input side, one example ``x -> y``.
+      head: the output side, ``y -> scalar``.
+      x: the input, any shape.
+      baseline: the reference input ``x'``; zeros when ``None``.
+      steps: as in ``integrated_gradients``.
+      method: as in ``integrated_gradients``.
+      chunk_size: as in ``integrated_gradients``.
+
+    Returns:
+      Attributions with the shape of ``body(x)``.
+
+    Example:
+      >>> body = lambda x: 2.0 * x
+      >>> head = lambda y: y[0] * y[1]
+      >>> lig = layer_integrated_gradients(body, head, jnp.array([1.0, 2.0]), steps=4)
+      >>> [round(float(v), 4) for v in lig]
+      [4.0, 4.0]
+    """
+    x, baseline = _as_input(x, baseline)
+    like = _layer_like(body, x)
+    check_scalar_output("head", head, _like(like), hint=_LAYER_HINT)
+    return integrated_gradients(
+        head,
+        body(x),
+        baseline=body(baseline),
+        steps=steps,
+        method=method,
+        chunk_size=chunk_size,
+    )

@@ -573,3 +573,99 @@ def test_batch_integrated_gradients_take_a_selector_and_an_nnx_model():
     chex.assert_trees_all_close(by_index, by_selector)
     # Gauss-Legendre with 8 nodes integrates this smooth path to ~1e-6.
     assert float(jnp.max(jnp.abs(by_index.deltas))) < 1e-4
+
+
+# --- attribution through a layer ------------------------------------------------------
+
+
+def _split_network(key):
+    """A tanh network split at its hidden layer: ``(body, head_for(label))``."""
+    k1, k2, k3 = jax.random.split(key, 3)
+    w1 = jax.random.normal(k1, (5, 8)) / np.sqrt(5)
+    w2 = jax.random.normal(k2, (8, 3)) / np.sqrt(8)
+    b1 = 0.1 * jax.random.normal(k3, (8,))
+
+    def body(x):
+        return jnp.tanh(x @ w1 + b1)
+
+    def head_for(label):
+        return lambda y: jnp.tanh(y @ w2)[label]
+
+    return body, head_for
+
+
+def test_layer_conductance_known_answer_and_completeness(key, x64):
+    # Closed form: y = x**2 elementwise, head = c . y, so Cond_j = c_j (x_j^2 - x'_j^2)
+    # and layer IG (linear head) the same.
+    c = jnp.array([1.0, -2.0, 0.5])
+    x, baseline = jnp.array([1.0, 2.0, -1.5]), jnp.array([0.5, -1.0, 0.0])
+    expected = c * (x**2 - baseline**2)
+    for fn in (attr.layer_conductance, attr.layer_integrated_gradients):
+        got = fn(jnp.square, lambda y: c @ y, x, baseline=baseline, steps=3)
+        np.testing.assert_allclose(got, expected, rtol=EXACT64)
+    # A smooth network: completeness through the layer, and the layer's total equals
+    # the inputs' total of integrated gradients with the same nodes.
+    body, head_for = _split_network(key)
+    x = jax.random.normal(jax.random.key(1), (5,))
+    baseline = jax.random.normal(jax.random.key(2), (5,))
+    for label in range(3):
+        head = head_for(label)
+        change = head(body(x)) - head(body(baseline))
+        cond = attr.layer_conductance(body, head, x, baseline=baseline)
+        lig = attr.layer_integrated_gradients(body, head, x, baseline=baseline)
+        ig = attr.integrated_gradients(
+            lambda z, head=head: head(body(z)), x, baseline=baseline
+        )
+        assert cond.shape == lig.shape == (8,)
+        assert float(jnp.abs(cond.sum() - change)) < COMPLETENESS64
+        assert float(jnp.abs(lig.sum() - change)) < COMPLETENESS64
+        assert float(jnp.abs(cond.sum() - ig.sum())) < EXACT64
+        # Different paths in the layer's space (the image of the input line vs the
+        # straight line between activations): equal totals, different units.
+        assert float(jnp.abs(cond - lig).max()) > 1e-5
+
+
+def test_layer_conductance_integrand_by_finite_differences(key, x64):
+    """dy/dalpha from forward mode against central differences of the layer."""
+    body, head_for = _split_network(key)
+    head = head_for(1)
+    x = jax.random.normal(jax.random.key(1), (5,))
+    alphas, weights = attr.quadrature_rule("gausslegendre", 20)
+    h = 1e-6
+    by_differences = sum(
+        w
+        * jax.grad(head)(body(a * x))
+        * (body((a + h) * x) - body((a - h) * x))
+        / (2 * h)
+        for a, w in zip(alphas, weights, strict=True)
+    )
+    cond = attr.layer_conductance(body, head, x, steps=20)
+    np.testing.assert_allclose(cond, by_differences, atol=1e-8)
+
+
+def test_layer_attribution_batches_chunks_and_refusals(key):
+    body, head_for = _split_network(key)
+    xs = jax.random.normal(jax.random.key(1), (4, 5))
+    labels = jnp.array([0, 2, 1, 2])
+
+    def both(x, label, chunk_size=None):
+        head = lambda y: jnp.take(jnp.tanh(y @ jnp.eye(8, 3)), label)  # noqa: E731
+        return [
+            fn(body, head, x, steps=7, chunk_size=chunk_size)
+            for fn in (attr.layer_conductance, attr.layer_integrated_gradients)
+        ]
+
+    batched = jax.jit(jax.vmap(both))(xs, labels)
+    chunked = jax.jit(jax.vmap(lambda x, y: both(x, y, chunk_size=3)))(xs, labels)
+    looped = [both(x, y) for x, y in zip(xs, labels, strict=True)]
+    for k in range(2):
+        np.testing.assert_allclose(
+            batched[k], jnp.stack([row[k] for row in looped]), atol=REORDER32
+        )
+        np.testing.assert_allclose(batched[k], chunked[k], atol=REORDER32)
+    with pytest.raises(ValueError, match="head must return a scalar"):
+        attr.layer_conductance(body, lambda y: y, xs[0])
+    with pytest.raises(TypeError, match="body\\(x\\) must have a floating dtype"):
+        attr.layer_conductance(lambda x: (x > 0).astype(jnp.int32), jnp.sum, xs[0])
+    with pytest.raises(ValueError, match="baseline must have shape"):
+        attr.layer_integrated_gradients(body, head_for(0), xs[0], baseline=jnp.ones(3))
