@@ -3,7 +3,8 @@
 Library modules, each one concept, load on first use (``import chainlab`` is cheap):
 ``chainlab.activations``, ``chainlab.normalization``, ``chainlab.attention``,
 ``chainlab.losses``, ``chainlab.layers``, ``chainlab.flows``, ``chainlab.regularizers``,
-``chainlab.attribution``, ``chainlab.robustness``, ``chainlab.embedding``,
+``chainlab.attribution``, ``chainlab.paths``, ``chainlab.robustness``,
+``chainlab.embedding``,
 ``chainlab.regression``, ``chainlab.science``,
 ``chainlab.gradcheck``, ``chainlab.models``, ``chainlab.data``, ``chainlab.training``
 and ``chainlab.compilation``. Experiments run through :func:`chainlab.run`,
@@ -35,6 +36,7 @@ _SUBMODULES = (
     "losses",
     "models",
     "normalization",
+    "paths",
     "regression",
     "regularizers",
     "robustness",

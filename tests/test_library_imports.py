@@ -17,6 +17,7 @@ MATHEMATICAL_MODULES = [
     "losses",
     "models",
     "normalization",
+    "paths",
     "regularizers",
     "robustness",
     "science",
