@@ -7,8 +7,8 @@ Four questions, each answered numerically in float64:
    ``jnp.maximum(x, 0)``, ``jax.nn.leaky_relu``, ``jax.nn.elu`` and ``jnp.max``, with
    one-sided finite differences showing the left and right slopes.
 2. Fan-out: when one activation h feeds several branches g_i, the chain rule sums the
-   branch gradients, dL/dx = J_h(x)^T sum_i dg_i/dh. Computed by hand from per-branch
-   VJPs and compared with ``jax.grad`` and central finite differences.
+   branch gradients, dL/dx = J_h(x)^T sum_i dg_i/dh. The branches' terms split at h by
+   ``chainlab.paths.decompose``, summed, against ``jax.grad`` and central differences.
 3. Modes: the ``custom_jvp`` rules work in ``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``
    and the Jacobian of the gradient; a ``custom_vjp`` ReLU
    (``chainlab.activations.relu_reverse_only``) supports only reverse mode, and the
@@ -32,6 +32,7 @@ from chainlab.gradcheck import (
     max_abs_error,
     numerical_grad,
 )
+from chainlab.paths import decompose, tag
 from chainlab.runner.plotting import new_figure
 from chainlab.runner.report import markdown_table
 from chainlab.runner.workdir import Workdir
@@ -158,26 +159,25 @@ def fanout(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
     def hidden(x):  # the shared activation, with the left-side ELU convention
         return elu(weight @ x + bias, alpha, side="left")
 
-    branches = [
-        (lambda h, i=i: jnp.sum(jnp.tanh(heads[i] @ h)) * (i + 1)) for i in range(m)
-    ]
-
-    def loss(x):
-        h = hidden(x)
-        return sum(branch(h) for branch in branches)
+    def loss(x):  # h is tagged; each branch, in its own scope, is one use of it
+        h, total = tag(hidden(x), "h"), 0.0
+        for i in range(m):
+            with jax.named_scope(f"branch{i}"):
+                total = total + jnp.sum(jnp.tanh(heads[i] @ h)) * (i + 1)
+        return total
 
     @jax.jit
     @jax.vmap
     def check(x):
-        h, pullback = jax.vjp(hidden, x)
-        branch_grads = [jax.grad(branch)(h) for branch in branches]
-        (by_hand,) = pullback(sum(branch_grads))  # chain rule: J_h^T sum_i dg_i/dh
-        (last_only,) = pullback(branch_grads[-1])  # overwrite instead of accumulate
+        by_scope = decompose(loss, x, at="h").group(lambda p: p.scope)
+        terms = [by_scope[f"branch{i}"] for i in range(m)]  # J_h^T dg_i/dh
+        branch_sum = sum(terms)  # the chain rule: J_h^T sum_i dg_i/dh
         finite_difference = numerical_grad(loss, x)
         return {
-            "sum": max_abs_error(by_hand, finite_difference),
-            "autodiff": max_abs_error(by_hand, jax.grad(loss)(x)),
-            "last_only": max_abs_error(last_only, finite_difference),
+            "sum": max_abs_error(branch_sum, finite_difference),
+            "autodiff": max_abs_error(branch_sum, jax.grad(loss)(x)),
+            # Overwriting instead of accumulating: the last branch's term only.
+            "last_only": max_abs_error(terms[-1], finite_difference),
             "margin": jnp.min(jnp.abs(weight @ x + bias)),
         }
 

@@ -15,10 +15,10 @@ the same depth and conditioners. Measured:
    generating density (``chainlab.flows.two_moons_log_prob``), a floor no model
    beats in expectation.
 2. The median time of one jitted training step of each flow after compilation.
-3. The gradient pathways (``chainlab.flows.gradient_pathways``) of the RealNVP's
-   ``log p(x) = log N(f(x); 0, I) + sum_k log|det J_k|``: per layer, the parameter
-   gradient through the base density (contracting), through the log-determinants
-   (expanding) and their cosine, over training: the tug of war the optimum balances.
+3. The gradient pathways of the RealNVP's ``log p(x) = log N(f(x); 0, I) + sum_k
+   log|det J_k|`` (``chainlab.paths``): per layer, the parameter gradient through the
+   base density (contracting), through the log-determinants (expanding) and their
+   cosine, over training: the tug of war the optimum balances.
 4. Figures: both flows' samples against data, densities and latent spaces, the
    pathways.
 """
@@ -32,13 +32,14 @@ import optax
 from chainlab.data import split_validation, two_moons
 from chainlab.flows import (
     Flow,
-    gradient_pathways,
     layerwise_norms_and_cosine,
     neural_spline_flow,
     realnvp,
+    standard_normal_log_prob,
     standardize,
     two_moons_log_prob,
 )
+from chainlab.paths import decompose, tag
 from chainlab.runner.plotting import new_figure
 from chainlab.runner.report import markdown_table
 from chainlab.runner.workdir import Workdir
@@ -100,12 +101,24 @@ def _optimizer(
     return adam
 
 
+def pathway_gradients(flow: Flow, params, x: jax.Array):
+    """``(base, logdet)``: the gradient of ``mean log p(x)`` split at ``(z, log det) =
+    f(x)`` into the ``z`` leaf's path (base density) and the log-det leaf's path."""
+
+    def log_likelihood(params, x):
+        z, logdet = tag(flow.forward(params, x), "flow")
+        return jnp.mean(standard_normal_log_prob(z) + logdet)
+
+    by_leaf = decompose(log_likelihood, params, x, at="flow").group(lambda p: p.leaf)
+    return by_leaf["[0]"], by_leaf["[1]"]
+
+
 def _pathway_metrics(flow, probe: jax.Array):
     """``params -> {"base_layer0": ..., "logdet_layer0": ..., "cosine_layer0": ...}``"""
 
     @jax.jit
     def metrics(params):
-        base, logdet = gradient_pathways(flow, params, probe)
+        base, logdet = pathway_gradients(flow, params, probe)
         # realnvp's params with a preprocess: (its params, the stacked couplings).
         return layerwise_norms_and_cosine(base[1], logdet[1])
 

@@ -39,6 +39,8 @@ def test_each_convention_at_the_kink(quick):
 def test_fan_out_sums_and_modes(quick):
     _, results = quick
     assert 0 <= results["fanout_max_abs_error"] < FANOUT_TOLERANCE
+    # The branches' terms (chainlab.paths) sum to jax.grad up to float64 round-off.
+    assert results["fanout_autodiff_vs_branch_sum"] <= 1e-12
     assert results["fanout_last_branch_only_error"] > 0.1  # the sum matters
     assert results["custom_jvp_all_modes_ok"] is True
     assert results["custom_vjp_forward_mode_fails"] is True

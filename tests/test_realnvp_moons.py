@@ -2,10 +2,16 @@
 
 import json
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
+from jax.flatten_util import ravel_pytree
 
 from chainlab import runner
 from chainlab.errors import ExperimentFailed
+from chainlab.flows import gradient_pathways, realnvp, standardize
+from chainlab.runner.registry import experiment_module
 
 FIGURES = ("samples", "density", "latent", "gradient_pathways", "training")
 
@@ -66,6 +72,28 @@ def test_quick_metrics_log_both_fits_and_the_pathways_per_layer(quick_run):
         for name in ("base", "logdet", "cosine"):
             assert {f"{name}_layer0", f"{name}_layer1"} <= record.keys()
         assert -1.0 <= record["cosine_layer1"] <= 1.0
+
+
+def test_pathways_split_by_paths_equal_gradient_pathways(key, x64):
+    # The experiment's flow in miniature: standardised inside, perturbed off identity.
+    x = jax.random.normal(key, (16, 2), jnp.float64) * 2.0 + 1.0
+    flow = realnvp(
+        2, num_layers=2, hidden=(8,), preprocess=standardize(x.mean(0), x.std(0))
+    )
+    params = jax.tree.map(
+        lambda a: jnp.asarray(a, jnp.float64) + 0.1, flow.init(jax.random.key(1))
+    )
+    split = experiment_module("realnvp_moons").pathway_gradients(flow, params, x)
+    reference = gradient_pathways(flow, params, x)  # (base, logdet), by hand
+    jax.tree.map(  # same structure, same values
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=0, atol=1e-12),
+        split,
+        reference,
+    )
+    # Neither pathway is near zero, and they differ: a swap would be caught.
+    base, logdet = (ravel_pytree(g)[0] for g in reference)
+    assert min(jnp.linalg.norm(base), jnp.linalg.norm(logdet)) > 0.01
+    assert jnp.linalg.norm(base - logdet) > 0.01
 
 
 @pytest.mark.parametrize(
