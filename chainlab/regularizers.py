@@ -5,8 +5,9 @@ derivative of a derivative: reverse-over-reverse when R is built from VJPs,
 reverse-over-forward when it is built from JVPs. Three ways to compute R for one input
 x, with J = df/dx of shape (C, D) (C outputs, D inputs, after flattening):
 
-- ``"exact"``: all of J, by forward mode (D JVPs) when D <= C and by reverse mode
-  (C VJPs) otherwise, vmapped over the basis vectors; R = sum_ij J_ij^2.
+- ``"exact"``: all of J, by forward mode (D JVPs, one per basis vector of input
+  space) or reverse mode (C VJPs, one per basis vector of output space), whichever
+  a cost model counts cheaper (:func:`exact_mode`); R = sum_ij J_ij^2.
 - ``"projection"`` (Hoffman, Roberts & Yaida 2019): v uniform on the unit sphere in
   output space, so E[v v^T] = I / C and E[C ||v^T J||^2] = ||J||_F^2. One VJP per
   projection.
@@ -15,6 +16,13 @@ x, with J = df/dx of shape (C, D) (C outputs, D inputs, after flattening):
 
 The estimators are unbiased; averaging ``num_projections`` independent probes divides
 their variance by ``num_projections``.
+
+The probes (basis vectors or random directions) are vmapped, ``chunk`` of them per
+pass: with ``chunk="auto"`` (the default) a ``lax.scan`` over chunks takes them when
+they are many, each chunk rematerialised in the backward pass, so that the
+intermediates a pass holds stay about ``VALUES_PER_PASS`` values and the cost per
+probe does not grow with their number (``chunk=None``: all at once). The result is
+the same up to float rounding.
 
 Model convention: the per-example functions (:func:`jacobian_frobenius_sq`,
 :func:`estimator_samples`, :func:`input_gradient_norm`) take a closure ``f(x)``, like
@@ -50,6 +58,7 @@ from functools import partial
 from typing import Any, Literal, NamedTuple
 
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
@@ -72,6 +81,7 @@ __all__ = [
     "estimator_samples",
     "estimator_study",
     "estimator_variance",
+    "exact_mode",
     "input_gradient_norm",
     "jacobian_frobenius_sq",
     "jacobian_penalty",
@@ -87,6 +97,23 @@ __all__ = [
 
 Method = Literal["exact", "projection", "forward_projection"]
 METHODS = ("exact", "projection", "forward_projection")
+ADMode = Literal["auto", "forward", "reverse"]
+AD_MODES = ("auto", "forward", "reverse")
+Chunk = int | Literal["auto"] | None
+# chunk="auto": the probes of one pass create about this many intermediate values
+# (4 MiB in float32). On a 2-core x86-64 CPU with 2 MiB of L2 cache per core, the
+# 64-128-128-C tanh MLP's training step with the exact penalty (batch 64) was
+# fastest with chunks of 8 to 32 probes here; unchunked, 200 VJPs took 2x as long.
+VALUES_PER_PASS = 2**20
+# ad_mode="auto" of the exact method: what a forward-mode multiply-add costs in
+# reverse-mode ones, measured (see exact_mode).
+FORWARD_MODE_COST = 1.14
+# The exact method linearises groups of examples when the work shared by a group's
+# probes saves more than this fraction of the rest. Measured on the 64-128-128-C MLP
+# at batch 64 (shared work saved in brackets): reverse mode, groups 3-6% slower at
+# C = 10 and 32 (5%, 16%), even at C = 64 (32%), 22% faster at C = 100 (50%);
+# forward mode, groups 7% faster at C = 100 (27%) and 18% faster at C = 32 (38%).
+GROUPING_GAIN = 0.2
 Activation = Callable[[jax.Array], jax.Array]
 
 
@@ -103,10 +130,248 @@ def _per_example_sq(a: jax.Array) -> jax.Array:
     return jnp.sum(jnp.square(a.reshape(a.shape[0], a.shape[1], -1)), axis=(0, 2))
 
 
-def _broadcast_basis(size: int, batch_shape: tuple[int, ...], dtype) -> jax.Array:
-    """(size, B, *feature_shape): basis vector k for every example of the batch."""
-    basis = jnp.eye(size, dtype=dtype).reshape(size, 1, *batch_shape[1:])
-    return jnp.broadcast_to(basis, (size, *batch_shape))
+class _Work(NamedTuple):
+    """Work of one probe's pass through a linearised network: multiply-adds (matrix
+    products and convolutions) plus values created (every other operation), split
+    into ``shared`` (operations on the probe and constants alone, such as a basis
+    vector times a weight matrix) and ``per_example`` (operations that also involve
+    the examples, for the batch the pass was traced with)."""
+
+    shared: int
+    per_example: int
+    shared_values: int
+    per_example_values: int
+
+
+_EXAMPLE, _PROBE = 1, 2  # what a value depends on, as bit flags
+
+
+def _multiply_adds(eqn: jax.extend.core.JaxprEqn) -> int:
+    out = math.prod(eqn.outvars[0].aval.shape)
+    if eqn.primitive.name == "dot_general":
+        (contracting, _), _ = eqn.params["dimension_numbers"]
+        lhs = eqn.invars[0].aval.shape
+        return out * math.prod(lhs[d] for d in contracting)
+    if eqn.primitive.name == "conv_general_dilated":
+        rhs = eqn.invars[1].aval.shape
+        out_features = rhs[eqn.params["dimension_numbers"].rhs_spec[0]]
+        return out * math.prod(rhs) // out_features
+    return 0
+
+
+def _tally(jaxpr: jax.extend.core.Jaxpr, flags: list[int], work: list[int]) -> list:
+    """Add the work of ``jaxpr``'s equations to ``work`` ([shared multiply-adds,
+    per-example ones, shared values, per-example values]), by what each depends on
+    given its inputs' ``flags``; returns the outputs' flags. Calls are followed into;
+    other inner jaxprs (loops, branches) are counted as one operation."""
+    env = dict(zip(jaxpr.invars, flags, strict=True))
+
+    def flag(v):
+        return env.get(v, 0) if isinstance(v, jax.extend.core.Var) else 0
+
+    for eqn in jaxpr.eqns:
+        in_flags = [flag(v) for v in eqn.invars]
+        inner = list(jax.extend.core.jaxprs_in_params(eqn.params))
+        if len(inner) == 1 and len(inner[0].invars) == len(eqn.invars):
+            out_flags = _tally(inner[0], in_flags, work)
+        else:
+            union = 0
+            for f in in_flags:
+                union |= f
+            out_flags = [union] * len(eqn.outvars)
+            if union & _PROBE:
+                example = bool(union & _EXAMPLE)
+                work[example] += _multiply_adds(eqn)
+                work[2 + example] += sum(math.prod(v.aval.shape) for v in eqn.outvars)
+        env.update(zip(eqn.outvars, out_flags, strict=True))
+    return [flag(v) for v in jaxpr.outvars]
+
+
+def _probe_work(
+    f: Callable[[jax.Array], jax.Array],
+    z: jax.ShapeDtypeStruct,
+    out: jax.ShapeDtypeStruct,
+    ad_mode: Literal["forward", "reverse"],
+) -> _Work:
+    """The work of one JVP (forward) or VJP (reverse) of ``f`` at inputs shaped ``z``,
+    read from the jaxpr of the pass (the forward pass, which does not involve the
+    probe, is left out)."""
+    if ad_mode == "forward":
+        probe = z
+
+        def one_pass(z, t):
+            return jax.jvp(f, (z,), (t,))[1]
+    else:
+        probe = out
+
+        def one_pass(z, t):
+            return jax.vjp(f, z)[1](t)
+
+    jaxpr = jax.make_jaxpr(one_pass)(z, probe).jaxpr
+    work = [0, 0, 0, 0]
+    _tally(jaxpr, [_EXAMPLE, _PROBE], work)
+    return _Work(*work)
+
+
+def _probes_per_pass(chunk: Chunk, values: int, num: int) -> int | None:
+    """The probes of one pass (``None``: all ``num`` at once) for ``chunk``.
+
+    ``"auto"``: as many as keep ``VALUES_PER_PASS`` intermediate values, a probe's
+    pass creating ``values``; all at once when they fit in two such passes (a loop of
+    two costs more than it saves).
+    """
+    if chunk != "auto":
+        return chunk
+    per_pass = max(1, VALUES_PER_PASS // max(values, 1))
+    return None if num <= 2 * per_pass else per_pass
+
+
+def _probe_sum(
+    linear: Callable[[jax.Array], jax.Array],
+    descriptors: jax.Array,
+    probes: Callable[[jax.Array], jax.Array],
+    per_pass: int | None,
+    fill: int | float,
+) -> jax.Array:
+    """(B,): every example's squared norm of ``linear(probe)``, summed over probes.
+
+    ``descriptors`` (P, ...) describe P probes and ``probes(descriptors[i:j])`` builds
+    them, shape (j - i, B, ...). With ``per_pass=None`` one ``vmap`` takes all P;
+    otherwise a ``lax.scan`` takes as even chunks of at most ``per_pass``, the last
+    padded with ``fill`` (which describes a zero probe, adding nothing). Each chunk is
+    rematerialised (``jax.checkpoint``) in the backward pass, so what a derivative of
+    the sum holds is one chunk's intermediates, not all P probes'.
+    """
+
+    def chunk_sum(chunk_descriptors):
+        return _per_example_sq(jax.vmap(linear)(probes(chunk_descriptors)))
+
+    num = descriptors.shape[0]
+    if per_pass is None or per_pass >= num:
+        return chunk_sum(descriptors)
+    count = -(-num // per_pass)
+    size = -(-num // count)
+    padding = jnp.full((count * size - num, *descriptors.shape[1:]), fill)
+    chunks = jnp.concatenate([descriptors, padding.astype(descriptors.dtype)])
+    chunks = chunks.reshape(count, size, *descriptors.shape[1:])
+    chunk_sum = jax.checkpoint(chunk_sum)
+
+    def add_chunk(total, chunk_descriptors):
+        return total + chunk_sum(chunk_descriptors), None
+
+    total, _ = jax.lax.scan(add_chunk, chunk_sum(chunks[0]), chunks[1:])
+    return total
+
+
+def _group_size(batch: int) -> int:
+    """The smallest divisor of ``batch`` above 1 (``batch`` itself when prime or 1)."""
+    return next((g for g in range(2, batch) if batch % g == 0), batch)
+
+
+class _ExactPlan(NamedTuple):
+    """How the exact method runs: its mode, the probes of one pass (``None``: all),
+    and the examples linearised together (the whole batch, or groups of them)."""
+
+    mode: Literal["forward", "reverse"]
+    per_pass: int | None
+    group: int
+
+
+def _exact_plan(
+    f: Callable[[jax.Array], jax.Array],
+    x: jax.ShapeDtypeStruct,
+    out: jax.ShapeDtypeStruct,
+    ad_mode: ADMode,
+    chunk: Chunk,
+) -> _ExactPlan:
+    """The mode, chunks and groups of the exact method (see :func:`exact_mode`).
+
+    Each mode's work per probe is counted for the smallest group g of examples (see
+    :func:`_exact`): linearised in B / g groups, the shared work runs once and the
+    rest B / g times; linearised as one batch, all of it runs B / g times. Groups are
+    used when the shared work they save is more than ``GROUPING_GAIN`` of the rest.
+    """
+    batch = x.shape[0]
+    group = _group_size(batch)
+    copies = batch // group
+    z = jax.ShapeDtypeStruct((group, *x.shape[1:]), x.dtype)
+    y = jax.ShapeDtypeStruct((group, *out.shape[1:]), out.dtype)
+    probes = {"forward": math.prod(x.shape[1:]), "reverse": math.prod(out.shape[1:])}
+    modes = ("forward", "reverse") if ad_mode == "auto" else (ad_mode,)
+    plans, costs = {}, {}
+    for mode in modes:
+        if copies == 1 and chunk != "auto" and len(modes) == 1:
+            return _ExactPlan(mode, chunk, batch)  # nothing to count
+        try:
+            work = _probe_work(f, z, y, mode)
+        # A mode f does not support (a while loop has no VJP) is never chosen; when
+        # neither traces, or the one asked for does not, the pass itself says why.
+        except (TypeError, ValueError, NotImplementedError):
+            if len(modes) == 1:
+                return _ExactPlan(mode, None if chunk == "auto" else chunk, batch)
+            continue
+        grouped = (copies - 1) * work.shared > GROUPING_GAIN * copies * work.per_example
+        if grouped:
+            cost = work.shared + copies * work.per_example
+            values = work.shared_values + copies * work.per_example_values
+        else:
+            cost = copies * (work.shared + work.per_example)
+            values = copies * (work.shared_values + work.per_example_values)
+        per_pass = _probes_per_pass(chunk, values, probes[mode])
+        plans[mode] = _ExactPlan(mode, per_pass, group if grouped else batch)
+        costs[mode] = probes[mode] * (cost + values)
+    if not plans:
+        return _ExactPlan("reverse", None, batch)
+    if "forward" in costs:
+        costs["forward"] *= FORWARD_MODE_COST
+    return plans[min(costs, key=costs.get)]
+
+
+def _exact(
+    f: Callable[[jax.Array], jax.Array],
+    x: jax.Array,
+    out: jax.ShapeDtypeStruct,
+    plan: _ExactPlan,
+) -> tuple[jax.Array, jax.Array]:
+    """``(f(x), R)`` exactly: J e_j for every input direction j (forward mode) or
+    e_i^T J for every output direction i (reverse mode), e the basis vectors.
+
+    The basis vectors are the same for every example. Linearised per group of g
+    examples under a ``vmap`` over the B / g groups, a probe stays unbatched across
+    groups, and the operations on the probe and constants alone (the first layer a
+    probe meets: f's first in forward mode, its last in reverse mode) run once per
+    probe instead of once per probe and group. g is the smallest divisor of B above
+    1, not 1: XLA's CPU (YNNPACK) fusions are slow on the size-1 axes a batch of one
+    leaves. With g = B this is one batched linearisation.
+    """
+    batch, in_shape, out_shape = x.shape[0], x.shape[1:], out.shape[1:]
+    group = plan.group
+    if plan.mode == "forward":
+        shape, dtype = in_shape, x.dtype
+    else:
+        shape, dtype = out_shape, out.dtype
+    size = math.prod(shape)
+
+    def basis(indices):  # (k,) -> (k, group, *shape); index -1 is a zero probe
+        e = jax.nn.one_hot(indices, size, dtype=dtype).reshape(-1, 1, *shape)
+        return jnp.broadcast_to(e, (e.shape[0], group, *shape))
+
+    def per_group(z):
+        if plan.mode == "forward":
+            y, linear = jax.linearize(f, z)
+        else:
+            y, vjp_fn = jax.vjp(f, z)
+
+            def linear(v):
+                return vjp_fn(v)[0]
+
+        indices = jnp.arange(size, dtype=jnp.int32)
+        return y, _probe_sum(linear, indices, basis, plan.per_pass, -1)
+
+    if group == batch:
+        return per_group(x)
+    y, r = jax.vmap(per_group)(x.reshape(batch // group, group, *in_shape))
+    return y.reshape(out.shape), r.reshape(batch)
 
 
 def _batched_frobenius_sq(
@@ -116,7 +381,9 @@ def _batched_frobenius_sq(
     method: Method,
     key: jax.Array | None,
     num_projections: int,
-) -> jax.Array:
+    chunk: Chunk,
+    ad_mode: ADMode,
+) -> tuple[jax.Array, jax.Array]:
     """``(f(x), R)`` with R_b for every example b of x (B, ...), for an f whose
     examples are independent.
 
@@ -124,30 +391,75 @@ def _batched_frobenius_sq(
     a tangent (cotangent) per example yields every example's J_b u_b (v_b^T J_b) at
     once: each probe costs one batched pass, not one pass per example.
     """
-    in_size = math.prod(x.shape[1:])
-    out_size = math.prod(out.shape[1:])
-    if method == "exact" and in_size <= out_size:
-        # Forward mode: one JVP per input direction, J e_j = column j.
-        y, jvp_fn = jax.linearize(f, x)
-        columns = jax.vmap(jvp_fn)(_broadcast_basis(in_size, x.shape, x.dtype))
-        return y, _per_example_sq(columns)
     if method == "exact":
-        # Reverse mode: one VJP per output direction, e_i^T J = row i.
-        y, vjp_fn = jax.vjp(f, x)
-        (rows,) = jax.vmap(vjp_fn)(_broadcast_basis(out_size, out.shape, out.dtype))
-        return y, _per_example_sq(rows)
+        return _exact(f, x, out, _exact_plan(f, x, out, ad_mode, chunk))
+    per_pass = None if chunk == "auto" else chunk
+    if chunk == "auto" and num_projections > 2:
+        mode = "reverse" if method == "projection" else "forward"
+        work = _probe_work(f, jax.ShapeDtypeStruct(x.shape, x.dtype), out, mode)
+        values = work.shared_values + work.per_example_values
+        per_pass = _probes_per_pass(chunk, values, num_projections)
+    key = _probe_key(key)
     if method == "projection":
         y, vjp_fn = jax.vjp(f, x)
+
+        def linear(v):
+            return vjp_fn(v)[0]
+
         v = jax.random.normal(key, (num_projections, *out.shape), dtype=out.dtype)
         axes = tuple(range(2, v.ndim))
         v = v / jnp.sqrt(jnp.sum(jnp.square(v), axis=axes, keepdims=True))
-        (rows,) = jax.vmap(vjp_fn)(v)
-        # C * ||v^T J||^2 with E[v v^T] = I / C, averaged over the probes.
-        return y, out_size * _per_example_sq(rows) / num_projections
-    y, jvp_fn = jax.linearize(f, x)
-    u = jax.random.normal(key, (num_projections, *x.shape), dtype=x.dtype)
-    # ||J u||^2 with E[u u^T] = I, averaged over the probes.
-    return y, _per_example_sq(jax.vmap(jvp_fn)(u)) / num_projections
+        scale = math.prod(out.shape[1:])  # C * ||v^T J||^2 with E[v v^T] = I / C
+    else:
+        y, linear = jax.linearize(f, x)
+        # ||J u||^2 with E[u u^T] = I.
+        v = jax.random.normal(key, (num_projections, *x.shape), dtype=x.dtype)
+        scale = 1
+    sq = _probe_sum(linear, v, _identity, per_pass, 0)
+    return y, scale * sq / num_projections  # averaged over the probes
+
+
+def _probe_key(key: jax.Array) -> jax.Array:
+    """The key the estimators draw their probes with: a threefry2x32 key's bits as a
+    Philox-4x32 key (``jax.random``'s ``"philox4x32"``, the same key size), any other
+    key as it is.
+
+    Both are counter-based generators of the same quality and give the same draws on
+    every backend; on the CPU, XLA runs threefry as a loop whose steps cost more than
+    the draws themselves (about 10% of a one-probe projection training step), Philox
+    as one kernel.
+    """
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if jax.random.key_impl(key) != "threefry2x32":
+            return key
+        data = jax.random.key_data(key)
+    elif key.shape == (2,) and key.dtype == jnp.uint32:  # jax.random.PRNGKey
+        data = key
+    else:
+        return key
+    return jax.random.wrap_key_data(data, impl="philox4x32")
+
+
+def _identity(a: jax.Array) -> jax.Array:
+    return a
+
+
+def _check_probe_options(
+    method: str, chunk: int | Literal["auto"] | None, ad_mode: str
+) -> None:
+    check_choice("ad_mode", ad_mode, AD_MODES)
+    if ad_mode != "auto" and method != "exact":
+        raise ValueError(
+            f"ad_mode applies to method='exact' only, got ad_mode={ad_mode!r} with "
+            f"method={method!r} (projection is reverse mode, forward_projection "
+            "forward mode)"
+        )
+    if not (chunk is None or isinstance(chunk, str) and chunk == "auto"):
+        if isinstance(chunk, str):
+            raise ValueError(
+                f"chunk must be 'auto', None or an integer >= 1, got {chunk!r}"
+            )
+        check_at_least("chunk", chunk, 1)
 
 
 def _output_shape(f: Callable, x: jax.Array) -> jax.ShapeDtypeStruct:
@@ -172,6 +484,8 @@ def jacobian_frobenius_sq(
     method: Method = "exact",
     key: jax.Array | None = None,
     num_projections: int = 1,
+    chunk: Chunk = "auto",
+    ad_mode: ADMode = "auto",
 ) -> jax.Array:
     """Squared Frobenius norm of the Jacobian of ``f`` at a single input ``x``.
 
@@ -182,16 +496,31 @@ def jacobian_frobenius_sq(
       f: function of one array; it may close over parameters, and R is differentiable
         with respect to them (``jax.grad`` of a function that calls this one).
       x: one input (no batch axis: ``jax.vmap`` this function over a batch).
-      method: ``"exact"`` (forward mode if D <= C, else reverse mode, vmapped over
-        basis vectors), ``"projection"`` (Hoffman et al. 2019: v uniform on the unit
-        sphere of output space, estimate C ||v^T J||^2, via VJPs) or
-        ``"forward_projection"`` (u ~ N(0, I) in input space, estimate ||J u||^2, via
-        JVPs).
+      method: ``"exact"`` (D JVPs or C VJPs of basis vectors, see ``ad_mode``),
+        ``"projection"`` (Hoffman et al. 2019: v uniform on the unit sphere of
+        output space, estimate C ||v^T J||^2, via VJPs) or ``"forward_projection"``
+        (u ~ N(0, I) in input space, estimate ||J u||^2, via JVPs).
       key: PRNG key for the estimators (required by them, ignored by ``"exact"``).
+        A threefry key's bits draw the probes as a Philox-4x32 key (same draws on
+        every backend; on the CPU threefry runs as a slow loop).
       num_projections: probes averaged by the estimators (variance ~ 1 / this).
+      chunk: probes evaluated per pass: ``"auto"`` (about ``VALUES_PER_PASS``
+        intermediate values per pass, all at once when they are few), ``None`` (all
+        at once) or a number (at most that many: the passes are as even as
+        possible). Same result up to float rounding; bounded memory.
+      ad_mode: the exact method's mode: ``"auto"`` (:func:`exact_mode`'s cost
+        model), ``"forward"`` (D JVPs: needed where f has no VJP, such as a
+        ``lax.while_loop``) or ``"reverse"`` (C VJPs: needed where f has no JVP,
+        such as a ``custom_vjp``). Only ``"auto"`` with the estimators.
 
     Returns:
       A scalar: the exact value or an unbiased estimate of it.
+
+    Raises:
+      ValueError: an unknown ``method`` or ``ad_mode``, ``ad_mode`` other than
+        ``"auto"`` with an estimator, no ``key`` for an estimator,
+        ``num_projections`` or ``chunk`` below 1.
+      TypeError: ``f`` returns several arrays or a non-float array.
 
     Reference: Hoffman, Roberts & Yaida, "Robust Learning with Jacobian
     Regularization", arXiv:1908.02729 (2019).
@@ -205,6 +534,7 @@ def jacobian_frobenius_sq(
     check_choice("method", method, METHODS)
     check_at_least("num_projections", num_projections, 1)
     _require_key(method, key)
+    _check_probe_options(method, chunk, ad_mode)
     x = as_real_float("x", x)
 
     out = _output_shape(f, x)
@@ -214,7 +544,7 @@ def jacobian_frobenius_sq(
 
     batched_out = jax.ShapeDtypeStruct((1, *out.shape), out.dtype)
     _, r = _batched_frobenius_sq(
-        batched, x[None], batched_out, method, key, num_projections
+        batched, x[None], batched_out, method, key, num_projections, chunk, ad_mode
     )
     return r[0]
 
@@ -418,18 +748,24 @@ def jacobian_penalty(
     key: jax.Array | None = None,
     num_projections: int = 1,
     return_outputs: bool = False,
+    chunk: Chunk = "auto",
+    ad_mode: ADMode = "auto",
 ) -> jax.Array | tuple[jax.Array, jax.Array]:
     """Batch mean of ``R(x_b) = ||d apply(params, x)_b / d x_b||_F^2``.
 
     ``apply(params, x_batch)`` maps a batch ``x`` (B, ...) to outputs (B, ...): a Flax
     linen ``module.apply``, or for Flax NNX ``graphdef, state = nnx.split(model)`` with
     ``lambda s, x: nnx.merge(graphdef, s)(x)``. It must treat examples independently
-    (no batch statistics, as in batch norm's training mode). ``method``, ``key`` and
-    ``num_projections`` are as in :func:`jacobian_frobenius_sq` (default ``"exact"``).
-    Then one batched JVP or VJP per probe gives
-    every example's projection at once, as in Hoffman et al.'s implementation: the
-    cost is that of ``num_projections`` (or, for ``"exact"``, min(C, D)) extra
-    backward or forward passes over the batch. Each example gets its own probes.
+    (no batch statistics, as in batch norm's training mode). ``method``, ``key``,
+    ``num_projections``, ``chunk`` and ``ad_mode`` are as in
+    :func:`jacobian_frobenius_sq` (default ``"exact"``). Then one batched JVP or VJP
+    per probe gives every example's projection at once, as in Hoffman et al.'s
+    implementation: the cost is that of ``num_projections`` (or, for ``"exact"``, D
+    or C) extra forward or backward passes over the batch. Each example gets its own
+    random probes. The exact method's basis vectors are shared: where that saves
+    enough work it linearises ``apply`` on groups of examples under a ``vmap``, so
+    that the layer a basis vector meets first runs once per probe, not once per
+    probe and example (see :func:`exact_mode`).
 
     With ``return_outputs=True`` it returns ``(apply(params, x), penalty)``, the
     outputs coming from the forward pass the penalty needs anyway, so a training loss
@@ -446,6 +782,19 @@ def jacobian_penalty(
     check_choice("method", method, METHODS)
     check_at_least("num_projections", num_projections, 1)
     _require_key(method, key)
+    _check_probe_options(method, chunk, ad_mode)
+    f, x, out = _batch_function(apply, params, x)
+    outputs, per_example = _batched_frobenius_sq(
+        f, x, out, method, key, num_projections, chunk, ad_mode
+    )
+    penalty = jnp.mean(per_example)
+    return (outputs, penalty) if return_outputs else penalty
+
+
+def _batch_function(
+    apply: Callable[[Any, jax.Array], jax.Array], params: Any, x: ArrayLike
+) -> tuple[Callable[[jax.Array], jax.Array], jax.Array, jax.ShapeDtypeStruct]:
+    """``apply(params, .)`` as a function of the batch, the batch, its output shape."""
     x = as_real_float("x", x)
     if x.ndim < 1:
         raise ValueError(f"x needs a leading batch axis, got shape {x.shape}")
@@ -459,11 +808,52 @@ def jacobian_penalty(
             f"apply must map a batch of {x.shape[0]} to a batch of outputs, got "
             f"output shape {out.shape}"
         )
-    outputs, per_example = _batched_frobenius_sq(
-        f, x, out, method, key, num_projections
-    )
-    penalty = jnp.mean(per_example)
-    return (outputs, penalty) if return_outputs else penalty
+    return f, x, out
+
+
+def exact_mode(
+    apply: Callable[[Any, jax.Array], jax.Array], params: Any, x: ArrayLike
+) -> Literal["forward", "reverse"]:
+    """The mode :func:`jacobian_penalty` with ``method="exact"`` and
+    ``ad_mode="auto"`` uses for this model and batch shape.
+
+    The exact penalty needs all of J (C outputs by D inputs) for every example:
+    forward mode pushes the D basis vectors of input space through the linearised
+    network (D JVPs), reverse mode pulls the C basis vectors of output space back
+    (C VJPs). The cost model counts one probe's work in the jaxpr of each pass:
+    multiply-adds of matrix products and convolutions, plus one per value the other
+    operations create. Operations on the probe and constants alone (a basis vector
+    times a weight matrix) are shared by all examples: when they save more than
+    ``GROUPING_GAIN`` of the rest, the exact method linearises groups of examples
+    under a ``vmap`` and runs them once per probe, else the batch is linearised at
+    once and they run for every example. The mode with the lower D x (forward work)
+    x ``FORWARD_MODE_COST`` against C x (reverse work) wins.
+
+    ``FORWARD_MODE_COST`` = 1.14 is measured: on the tanh MLP D-128-128-C with a
+    batch of 64 (one Adam step of cross-entropy plus the penalty, 2-core x86-64
+    CPU, ``benchmarks/jacobian_scaling.py``) reverse mode stayed the faster up to
+    C = 80 for D = 64 and up to C = 370 for D = 256, and the model's crossovers are
+    C = 77 and 380. The bare count puts both at C = D (the rule ``C <= D``), where
+    reverse mode was 1.2x faster (D = 64). Near a crossover the two modes differ by
+    a few percent, so the model's misses there cost little. A mode f cannot be
+    differentiated in (a ``lax.while_loop`` has no VJP, a ``custom_vjp`` no JVP) is
+    never chosen. The model reads the jaxpr only: it runs once per trace, at no
+    run-time cost.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from chainlab.models import MLP
+      >>> x = jnp.zeros((64, 64))
+      >>> modes = {}
+      >>> for c in (10, 64, 100):
+      ...     model = MLP((128, 128, c))
+      ...     params = model.init(jax.random.key(0), x)
+      ...     modes[c] = exact_mode(model.apply, params, x)
+      >>> modes
+      {10: 'reverse', 64: 'reverse', 100: 'forward'}
+    """
+    f, x, out = _batch_function(apply, params, x)
+    return _exact_plan(f, x, out, "auto", None).mode
 
 
 def penalty_relative_std(
@@ -522,12 +912,15 @@ def with_jacobian_penalty(
     num_projections: int = 1,
     has_aux: bool = False,
     inputs: Callable[[Any], jax.Array] = _first,
+    chunk: Chunk = "auto",
+    ad_mode: ADMode = "auto",
 ) -> Callable[[Any, Any, jax.Array], Any]:
     """Turn ``loss_fn(params, batch, key)`` into ``loss + strength * mean_batch R``.
 
     R is :func:`jacobian_penalty` of ``apply(params, x_batch)`` (a Flax linen
     ``module.apply``, or an NNX model split as in :func:`jacobian_penalty`) on the
-    inputs ``inputs(batch)`` (default: ``batch[0]``, as for ``(x, y)`` batches). The
+    inputs ``inputs(batch)`` (default: ``batch[0]``, as for ``(x, y)`` batches), with
+    ``method``, ``num_projections``, ``chunk`` and ``ad_mode``. The
     key is split between the loss and the penalty's probes. With ``has_aux=True``,
     ``loss_fn`` returns ``(loss, metrics)`` and the regularised loss returns
     ``(loss + strength * R, metrics | {"jacobian_penalty": R})``.
@@ -547,6 +940,7 @@ def with_jacobian_penalty(
     """
     check_choice("method", method, METHODS)
     check_at_least("num_projections", num_projections, 1)
+    _check_probe_options(method, chunk, ad_mode)
     check_nonnegative("strength", strength)
     check_finite("strength", strength)
 
@@ -560,6 +954,8 @@ def with_jacobian_penalty(
             method=method,
             key=penalty_key,
             num_projections=num_projections,
+            chunk=chunk,
+            ad_mode=ad_mode,
         )
         if has_aux:
             loss, metrics = out
@@ -575,17 +971,19 @@ def penalized_classification_loss(
     strength: float,
     method: Method = "exact",
     num_projections: int = 1,
+    chunk: Chunk = "auto",
+    ad_mode: ADMode = "auto",
 ) -> Callable[[Any, tuple[jax.Array, jax.Array], jax.Array], jax.Array]:
     """Cross-entropy + strength * mean R, the logits from the penalty's forward pass.
 
     ``loss_fn(params, (x, y), key)`` = mean_b CE(z_b, y_b) + strength * mean_b R(x_b)
     where z = ``apply(params, x)`` are the logits, CE is
     :func:`chainlab.losses.cross_entropy` and the penalty is :func:`jacobian_penalty`
-    with ``method``, ``num_projections`` and the whole ``key``. The logits come from
-    the forward pass the penalty runs anyway (``return_outputs=True``), so the model
-    runs once per step, as in Hoffman et al.'s code; :func:`with_jacobian_penalty`
-    wraps any loss instead, at the price of a second forward pass. ``strength >= 0``
-    is checked when it is concrete.
+    with ``method``, ``num_projections``, ``chunk``, ``ad_mode`` and the whole
+    ``key``. The logits come from the forward pass the penalty runs anyway
+    (``return_outputs=True``), so the model runs once per step, as in Hoffman et
+    al.'s code; :func:`with_jacobian_penalty` wraps any loss instead, at the price of
+    a second forward pass. ``strength >= 0`` is checked when it is concrete.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -597,9 +995,15 @@ def penalized_classification_loss(
     """
     check_choice("method", method, METHODS)
     check_at_least("num_projections", num_projections, 1)
+    _check_probe_options(method, chunk, ad_mode)
     check_nonnegative("strength", strength)
     check_finite("strength", strength)
-    options = {"method": method, "num_projections": num_projections}
+    options = {
+        "method": method,
+        "num_projections": num_projections,
+        "chunk": chunk,
+        "ad_mode": ad_mode,
+    }
 
     def loss_fn(params, batch, key):
         x, y = batch

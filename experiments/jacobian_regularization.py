@@ -8,8 +8,11 @@ its one-projection estimate (``projection``), J being the Jacobian of the logits
 respect to the input (:mod:`chainlab.regularizers`). Measured, as means over seeds:
 clean accuracy, mean ||J||_F, mean ||grad_x loss||, accuracy under Gaussian noise,
 FGSM and PGD (:mod:`chainlab.robustness`) and the time of one training step; a sweep
-of the strength (paper scale); the estimators' moments against their closed forms; and
-the closed-form penalty gradient of a one-hidden-layer network against autodiff.
+of the strength (paper scale); the estimators' moments against their closed forms; the
+closed-form penalty gradient of a one-hidden-layer network against autodiff; and, at
+paper scale with the MLP, the step time against the number of outputs C (the network
+64-hidden-C on one batch of digits): the exact penalty in each differentiation mode
+and as :func:`chainlab.regularizers.exact_mode` chooses, and the projection penalty.
 """
 
 from functools import cache, partial
@@ -49,6 +52,12 @@ TIMING_ROUNDS, TIMING_BLOCK = 3, 10  # rounds; calls per turn within a round
 UNBIASED_SIGMAS = 4.5
 SLOPE_TOL = 0.1  # Var ~ 1 / num_projections: log-log slope -1 +- this
 SWEPT = ("test_accuracy", "jacobian_frobenius", "noise_accuracy")
+# Step time against the number of outputs: C values, and interleaved timing (rounds;
+# calls per network and round; calls per turn) of four steps per C.
+SCALING_ROUNDS, SCALING_REPEATS, SCALING_BLOCK = 3, 4, 2
+SCALING_STEPS = ("plain", "reverse", "forward", "projection")
+MODE_SLOWDOWN_TARGET = 1.10  # exact (ad_mode="auto") / the faster mode, every round
+PER_PROBE_SPREAD_TARGET = 1.5  # reverse mode's cost per probe, max / min over C
 
 
 def _model(config):
@@ -142,6 +151,69 @@ def _step_times(config, model, split) -> dict:
     }
 
 
+def _scaling(config, split) -> dict:
+    """Step time against the number of outputs C: one Adam step of the MLP
+    64-hidden-C on the first batch of digits, plain and with the exact penalty in
+    reverse mode (C VJPs) and forward mode (64 JVPs), and with the projection
+    penalty; per C the four take turns (``interleaved_rounds``), and the exact
+    method's own choice (``exact_mode``) is set against the faster mode per round.
+    Cost per probe: (penalty step - plain step) / probes, microseconds."""
+    x, y = (jnp.asarray(a[: config.batch_size]) for a in split[:2])
+    optimizer = optax.adam(config.learning_rate)
+    options = _compiler_options(config)
+    penalties = {
+        "reverse": {"method": "exact", "ad_mode": "reverse"},
+        "forward": {"method": "exact", "ad_mode": "forward"},
+        "projection": {
+            "method": "projection",
+            "num_projections": config.num_projections,
+        },
+    }
+    rows = []
+    for outputs in config.scaling_outputs:
+        model = MLP((*config.hidden, outputs))
+        params = model.init(jax.random.key(config.seed), x[:1])
+        losses = {"plain": training.classification_loss(model.apply)}
+        for name, penalty in penalties.items():
+            losses[name] = reg.penalized_classification_loss(
+                model.apply, strength=config.strength, **penalty
+            )
+        args = (params, optimizer.init(params), (x, y), jax.random.key(0))
+        calls = {
+            name: partial(
+                training.make_step(loss, optimizer, compiler_options=options), *args
+            )
+            for name, loss in losses.items()
+        }
+        ms = interleaved_rounds(
+            calls, SCALING_REPEATS, rounds=SCALING_ROUNDS, block=SCALING_BLOCK
+        )
+        chosen = reg.exact_mode(model.apply, params, x)
+        best = np.minimum(ms["reverse"], ms["forward"])
+        probes = {"reverse": outputs, "forward": x.shape[1]}
+        plain = float(np.median(ms["plain"]))
+        rows.append(
+            {
+                "outputs": outputs,
+                **{f"{n}_ms": float(np.median(t)) for n, t in ms.items()},
+                "exact_mode": chosen,
+                "exact_over_best_rounds": (ms[chosen] / best).tolist(),
+                **{
+                    f"{n}_us_per_probe": float(1e3 * (np.median(ms[n]) - plain) / k)
+                    for n, k in probes.items()
+                },
+            }
+        )
+    per_probe = [row["reverse_us_per_probe"] for row in rows]
+    return {
+        "rows": rows,
+        "exact_over_best": float(
+            max(max(row["exact_over_best_rounds"]) for row in rows)
+        ),
+        "reverse_per_probe_spread": float(max(per_probe) / min(per_probe)),
+    }
+
+
 def _estimator_study(config, model, params, x_test) -> dict:
     """Both estimators' moments over many keys against their closed forms."""
     xs = jnp.asarray(x_test[: config.batch_size])
@@ -212,6 +284,22 @@ def _goals(config, results) -> dict[str, dict]:
     if config.architecture != "mlp":
         speed = {"info": "goal set for the MLP only"}
     gain = proj["noise_accuracy"] - none["noise_accuracy"]
+    scaling = {}
+    if "scaling" in results:
+        grid = f"C = {', '.join(map(str, config.scaling_outputs))}"
+        measured = results["scaling"]
+        scaling = {
+            f"exact step, automatic mode / faster mode (worst round, {grid})": _check(
+                measured["exact_over_best"],
+                "regularizers.exact_mode",
+                at_most=MODE_SLOWDOWN_TARGET,
+            ),
+            f"reverse-mode cost per probe, max / min over {grid}": _check(
+                measured["reverse_per_probe_spread"],
+                "chunked probes",
+                at_most=PER_PROBE_SPREAD_TARGET,
+            ),
+        }
     return {
         "||J||_F reduction, none / projection (n_proj=1)": _check(
             results["jacobian_reduction"], PAPER, at_least=REDUCTION_TARGET
@@ -225,6 +313,7 @@ def _goals(config, results) -> dict[str, dict]:
         f"accuracy gain under noise sigma={config.noise_sigma}, projection - none": (
             _check(gain, PAPER, above=0.0)
         ),
+        **scaling,
     }
 
 
@@ -301,6 +390,31 @@ def _tables(config, results, study, closed, workdir) -> None:
         f"chainlab.regularizers.penalty_relative_std): projection "
         f"{std['projection']:.3g}, forward projection {std['forward_projection']:.3g}."
     )
+    if "scaling" in results:
+        header = ["C", *(f"{name} ms" for name in SCALING_STEPS)]
+        header += ["exact mode", "exact / faster, per round"]
+        header += ["us per VJP", "us per JVP"]
+        rows = [
+            [
+                row["outputs"],
+                *(row[f"{name}_ms"] for name in SCALING_STEPS),
+                row["exact_mode"],
+                " / ".join(f"{r:.2f}" for r in row["exact_over_best_rounds"]),
+                row["reverse_us_per_probe"],
+                row["forward_us_per_probe"],
+            ]
+            for row in results["scaling"]["rows"]
+        ]
+        hidden = "-".join(map(str, config.hidden))
+        title = (
+            f"Step time against the number of outputs C (MLP 64-{hidden}-C, batch "
+            f"{config.batch_size}, medians of {SCALING_ROUNDS} rounds; exact penalty "
+            "by C VJPs (reverse) or 64 JVPs (forward), the mode exact_mode picks and "
+            "its time over the faster one's; cost per probe = (penalty step - plain "
+            "step) / probes. A JVP's work grows with C (the output layer), a VJP's "
+            "does not: the exact method shares the basis vectors across examples)"
+        )
+        workdir.table(header, rows, title=title)
     if "sweep" in results:
         sweep = results["sweep"]
         rows = [
@@ -347,6 +461,9 @@ def run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
     study = _estimator_study(config, model, reference, split.x_test)
     closed = _closed_form_check(config, split.x_test)
     results |= {"estimator_variance": study, "closed_form": closed}
+    # The scaling grid (config.scaling_outputs) is about the MLP.
+    if config.scaling_outputs and config.architecture == "mlp":
+        results["scaling"] = _scaling(config, split)
     if config.sweep_strengths:
         results["sweep"] = {"strengths": list(config.sweep_strengths)}
         for method in MODES[1:]:

@@ -1,6 +1,7 @@
 """Tests for chainlab.regularizers: Jacobian penalties by nested differentiation."""
 
 import json
+import math
 from functools import partial
 
 import chex
@@ -20,6 +21,7 @@ from chainlab.regularizers import (
     estimator_samples,
     estimator_study,
     estimator_variance,
+    exact_mode,
     input_gradient_norm,
     jacobian_frobenius_sq,
     jacobian_penalty,
@@ -675,3 +677,181 @@ def test_estimator_study_summary_is_plain_data(key):
     np.testing.assert_allclose(summary["relative_variance"], study.relative_variance())
     single = study._replace(num_projections=(1,))
     assert "log_log_slope" not in single.summary()
+
+
+# (method, ad_mode) pairs: the exact method in both modes, and both estimators.
+PROBE_PASSES = [
+    ("exact", "forward"),
+    ("exact", "reverse"),
+    ("projection", "auto"),
+    ("forward_projection", "auto"),
+]
+PASS_IDS = ["exact-forward", "exact-reverse", "projection", "forward_projection"]
+
+
+@pytest.mark.parametrize("method, ad_mode", PROBE_PASSES, ids=PASS_IDS)
+def test_chunks_give_the_unchunked_penalty_and_gradients(key, method, ad_mode):
+    """All probes at once, one per pass, and uneven chunks (padded with zero probes)
+    agree to float32 rounding, values and parameter gradients; the exact method
+    matches brute force."""
+    model = _TinyMLP()  # D = 4 inputs, C = 3 outputs
+    x = jax.random.normal(key, (6, 4))
+    params = model.init(key, x)
+    options = {"method": method, "ad_mode": ad_mode, "num_projections": 3}
+
+    @jax.jit
+    def penalties(p):
+        return [
+            jax.value_and_grad(
+                lambda p, chunk=chunk: jacobian_penalty(
+                    model.apply, p, x, key=key, chunk=chunk, **options
+                )
+            )(p)
+            for chunk in (None, 1, 2)
+        ]
+
+    (value, grads), *chunked = penalties(params)
+    for chunk_value, chunk_grads in chunked:
+        np.testing.assert_allclose(chunk_value, value, rtol=RTOL_F32)
+        chex.assert_trees_all_close(
+            chunk_grads, grads, rtol=GRAD_RTOL_F32, atol=GRAD_RTOL_F32
+        )
+    if method == "exact":
+        brute = jax.vmap(lambda xi: _brute_force(partial(model.apply, params), xi))
+        np.testing.assert_allclose(value, jnp.mean(brute(x)), rtol=RTOL_F32)
+
+
+@pytest.mark.parametrize("ad_mode", ["forward", "reverse"])
+def test_grouped_and_batched_linearisations_agree(key, ad_mode, monkeypatch):
+    """The exact method linearised per group of 2 examples (3 groups) and as one
+    batch of 6: same values and parameter gradients."""
+    model = _TinyMLP()
+    x = jax.random.normal(key, (6, 4))
+    params = model.init(key, x)
+    f = partial(model.apply, params)
+    out = jax.eval_shape(f, x)
+    results = []
+    for gain, group in ((0.0, 2), (math.inf, 6)):
+        monkeypatch.setattr(regularizers, "GROUPING_GAIN", gain)
+        assert regularizers._exact_plan(f, x, out, ad_mode, None).group == group
+        results.append(
+            jax.jit(
+                jax.value_and_grad(
+                    lambda p: jacobian_penalty(model.apply, p, x, ad_mode=ad_mode)
+                )
+            )(params)
+        )
+    (grouped, grouped_grads), (batched, batched_grads) = results
+    np.testing.assert_allclose(grouped, batched, rtol=RTOL_F32)
+    chex.assert_trees_all_close(
+        grouped_grads, batched_grads, rtol=GRAD_RTOL_F32, atol=GRAD_RTOL_F32
+    )
+
+
+@pytest.mark.parametrize("ad_mode", ["forward", "reverse"])
+def test_chunked_exact_gradients_match_finite_differences(x64, key, ad_mode):
+    """The scan over rematerialised chunks against float64 central differences."""
+    params = _net_params(key, 5, 4, dtype=jnp.float64)
+
+    def apply(p, x):
+        return jax.vmap(partial(_net, p))(x)
+
+    x = jax.random.normal(jax.random.key(1), (4, 5), jnp.float64)
+
+    @jax.jit
+    def penalty(*p):
+        return jacobian_penalty(apply, p, x, ad_mode=ad_mode, chunk=2)
+
+    check_grads(penalty, params, order=1, modes=["rev"], atol=FD_TOL, rtol=FD_TOL)
+
+
+def test_auto_chunks_scan_when_the_probes_are_many(key, monkeypatch):
+    """chunk="auto" keeps about VALUES_PER_PASS intermediate values per pass: with a
+    tiny budget the probes go through a lax.scan, with the same result."""
+    model = _TinyMLP()
+    x = jax.random.normal(key, (6, 4))
+    params = model.init(key, x)
+
+    def penalty(chunk):
+        return jacobian_penalty(
+            model.apply,
+            params,
+            x,
+            method="projection",
+            key=key,
+            num_projections=8,
+            chunk=chunk,
+        )
+
+    assert "scan" not in str(jax.make_jaxpr(lambda: penalty("auto"))())
+    monkeypatch.setattr(regularizers, "VALUES_PER_PASS", 1)
+    assert "scan" in str(jax.make_jaxpr(lambda: penalty("auto"))())
+    np.testing.assert_allclose(penalty("auto"), penalty(None), rtol=RTOL_F32)
+
+
+def test_exact_mode_follows_the_cost_model():
+    """Reverse mode for few outputs, forward mode for many; at C = D reverse mode
+    wins by the measured cost of forward-mode work (FORWARD_MODE_COST > 1)."""
+    x = jnp.zeros((8, 16))
+    modes = {}
+    for outputs in (4, 16, 64):
+        model = MLP((32, outputs))
+        params = model.init(jax.random.key(0), x)
+        modes[outputs] = exact_mode(model.apply, params, x)
+    assert modes == {4: "reverse", 16: "reverse", 64: "forward"}
+    assert regularizers.FORWARD_MODE_COST > 1
+
+
+def test_exact_mode_avoids_a_mode_the_function_lacks():
+    """A while loop has no VJP: with fewer outputs than inputs, where the cost model
+    would take reverse mode, the exact method runs in forward mode."""
+
+    def apply(p, x):  # (B, 3) -> (B, 1)
+        def body(carry):
+            i, y = carry
+            return i + 1, jnp.sin(y)
+
+        _, y = jax.lax.while_loop(lambda c: c[0] < p, body, (0, x))
+        return jnp.sum(y, axis=1, keepdims=True)
+
+    x = jnp.ones((4, 3))
+    assert exact_mode(apply, 2, x) == "forward"
+    expected = 3 * jnp.cos(jnp.sin(1.0)) ** 2 * jnp.cos(1.0) ** 2
+    np.testing.assert_allclose(jacobian_penalty(apply, 2, x), expected, rtol=RTOL_F32)
+
+
+def test_raw_and_typed_threefry_keys_draw_the_same_probes(key):
+    """Both key forms of one seed draw the same projection (as Philox keys); keys of
+    other generators are used as they are."""
+    w = jax.random.normal(key, (3, 4))
+    x = jnp.ones(4)
+
+    def estimate(k):
+        return jacobian_frobenius_sq(
+            lambda x: w @ x, x, method="projection", key=k, num_projections=2
+        )
+
+    typed, raw = estimate(jax.random.key(3)), estimate(jax.random.PRNGKey(3))
+    np.testing.assert_allclose(typed, raw, rtol=RTOL_F32)
+    assert jnp.isfinite(estimate(jax.random.key(3, impl="rbg")))
+
+
+@pytest.mark.parametrize(
+    "options, error, match",
+    [
+        ({"method": "projection", "ad_mode": "reverse"}, ValueError, "ad_mode applies"),
+        ({"ad_mode": "backward"}, ValueError, "ad_mode must be one of"),
+        ({"chunk": 0}, ValueError, "chunk must be an integer >= 1"),
+        ({"chunk": "all"}, ValueError, "chunk must be 'auto', None or an integer"),
+        ({"chunk": 2.0}, TypeError, "chunk must be an integer"),
+    ],
+    ids=["ad_mode-with-estimator", "ad_mode", "chunk-0", "chunk-str", "chunk-float"],
+)
+def test_probe_options_are_checked(key, options, error, match):
+    w = jnp.eye(2)
+    with pytest.raises(error, match=match):
+        jacobian_penalty(lambda p, x: x @ p, w, jnp.ones((3, 2)), key=key, **options)
+    with pytest.raises(error, match=match):
+        with_jacobian_penalty(
+            lambda *a: 0.0, lambda p, x: x @ p, strength=1.0, **options
+        )
