@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-import chainlab.runner.configs
-import chainlab.runner.experiments
 from chainlab.runner import cli
+from chainlab.runner import configs as config_package
+from chainlab.runner import experiments as experiment_package
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -90,7 +90,7 @@ def test_run_from_another_directory(tmp_path):
 def test_bad_input_gets_one_clear_line(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CHAINLAB_PATH", str(FIXTURES))
-    for package in (chainlab.runner.experiments, chainlab.runner.configs):
+    for package in (experiment_package, config_package):
         monkeypatch.setattr(package, "__path__", list(package.__path__))
     sigterm = signal.getsignal(signal.SIGTERM)  # chainlab run installs its own
     try:
