@@ -731,6 +731,7 @@ def fit_to_data(
     params: Params,
     x: Any,
     *,
+    context: Any = None,
     steps: int = 2000,
     batch_size: int = 256,
     learning_rate: float = 1e-3,
@@ -748,12 +749,15 @@ def fit_to_data(
     every ``eval_every`` steps, keeps the parameters of the best validation NLL and
     stops after ``patience`` evaluations without improvement (FlowJAX's
     ``fit_to_data`` does the same). ``log_prob(params, x_batch) -> (batch,)``, e.g.
-    a :mod:`chainlab.flows` flow's ``flow.log_prob``.
+    a :mod:`chainlab.flows` flow's ``flow.log_prob``; with ``context``, a conditional
+    density ``log_prob(params, x_batch, context_batch)`` fitted to pairs ``(x_i, c_i)``
+    (a flow built with ``context_dim``).
 
     Args:
       log_prob: the model's log-density of a batch.
       params: initial parameters.
       x: samples, ``(n, ...)``; a shuffled ``val_fraction`` of them is held out.
+      context: the samples' conditioning values, ``(n, ...)``, or ``None``.
       steps: the most optimizer steps.
       batch_size: training rows per step.
       learning_rate: Adam's step size (when ``optimizer`` is not given).
@@ -781,13 +785,15 @@ def fit_to_data(
     """
     check_positive("val_fraction", val_fraction)
     check_in_range("val_fraction", val_fraction, 0.0, 1.0)
-    x = np.asarray(x)
-    order = np.random.default_rng(seed).permutation(len(x))
-    held_out = max(1, int(round(val_fraction * len(x))))
-    val, train = x[order[:held_out]], x[order[held_out:]]
+    data = (np.asarray(x),) if context is None else (np.asarray(x), np.asarray(context))
+    size = _dataset_size(data)
+    order = np.random.default_rng(seed).permutation(size)
+    held_out = max(1, int(round(val_fraction * size)))
+    val = tuple(leaf[order[:held_out]] for leaf in data)
+    train = tuple(leaf[order[held_out:]] for leaf in data)
 
     def nll(p, batch):
-        return -jnp.mean(log_prob(p, batch))
+        return -jnp.mean(log_prob(p, *batch))
 
     val_nll = jax.jit(lambda p: nll(p, val))
     result = fit(
@@ -796,7 +802,7 @@ def fit_to_data(
         optimizer or optax.adam(learning_rate),
         train,
         steps=steps,
-        batch_size=min(batch_size, len(train)),
+        batch_size=min(batch_size, size - held_out),
         seed=seed,
         eval_fn=lambda p: {"val_nll": val_nll(p)},
         eval_every=eval_every,

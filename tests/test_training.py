@@ -358,3 +358,27 @@ def test_fit_to_data_learns_a_gaussian_mean_and_stops_early():
     assert fitted.curve["step"][-1] == fitted.steps
     with pytest.raises(ValueError, match="val_fraction must be"):
         fit_to_data(log_prob, jnp.zeros(2), x, val_fraction=0.0)
+
+
+def test_fit_to_data_fits_a_conditional_density_to_pairs():
+    rng = np.random.default_rng(1)
+    context = rng.normal(size=(400, 1)).astype(np.float32)
+    x = (2.0 * context + 0.1 * rng.normal(size=(400, 1))).astype(np.float32)
+
+    def log_prob(slope, xb, cb):  # N(x; slope * c, 0.1^2), up to a constant
+        return -0.5 * jnp.sum(((xb - slope * cb) / 0.1) ** 2, axis=-1)
+
+    fitted = fit_to_data(
+        log_prob,
+        jnp.zeros(()),
+        x,
+        context=context,
+        steps=300,
+        batch_size=50,
+        learning_rate=0.05,
+        eval_every=50,
+        patience=None,
+    )
+    assert abs(float(fitted.params) - 2.0) < 0.05
+    with pytest.raises(ValueError, match="disagree on their leading axis"):
+        fit_to_data(log_prob, jnp.zeros(()), x, context=context[:10])
