@@ -9,6 +9,11 @@ from bad_input_case import Case
 from chainlab import flows
 
 
+def _conditional_log_prob(x, context=None, *, context_dim=3):
+    flow = flows.maf(2, hidden=(4,), context_dim=context_dim)
+    return flow.log_prob(flow.init(jax.random.key(0)), x, context)
+
+
 def _realnvp_log_prob(x):
     flow = flows.realnvp(2, num_layers=2, hidden=(4,))
     return flow.log_prob(flow.init(jax.random.key(0)), x)
@@ -302,5 +307,63 @@ CASES = [
         lambda: flows.nearest_distances(np.zeros((1, 3)), np.zeros((2, 4))),
         ValueError,
         "points of one size",
+    ),
+    Case(
+        "neural_spline_flow bins=0",
+        lambda: flows.neural_spline_flow(2, bins=0),
+        ValueError,
+        "bins must be an integer >= 1",
+    ),
+    Case(
+        "neural_spline_flow bound<0",
+        lambda: flows.neural_spline_flow(2, bound=-1.0),
+        ValueError,
+        "bound must be > 0",
+    ),
+    Case(
+        "maf dim=0",
+        lambda: flows.maf(0),
+        ValueError,
+        "dim must be an integer >= 2",
+    ),
+    Case(
+        "maf transformer",
+        lambda: flows.maf(2, transformer="quadratic"),
+        ValueError,
+        "transformer must be one of 'affine', 'spline'",
+    ),
+    Case(
+        "maf context_dim<0",
+        lambda: flows.maf(2, context_dim=-1),
+        ValueError,
+        "context_dim must be an integer >= 0",
+    ),
+    Case(
+        "conditional flow without a context",
+        lambda: _conditional_log_prob(jnp.zeros((4, 2))),
+        ValueError,
+        r"flow is conditional: pass a context of shape \(n, 3\)",
+    ),
+    Case(
+        "conditional flow context shape",
+        lambda: _conditional_log_prob(jnp.zeros((4, 2)), jnp.zeros((5, 3))),
+        ValueError,
+        r"flow context must have shape \(4, 3\), got \(5, 3\)",
+    ),
+    Case(
+        "unconditional flow given a context",
+        lambda: _conditional_log_prob(
+            jnp.zeros((4, 2)), jnp.zeros((4, 3)), context_dim=0
+        ),
+        ValueError,
+        r"flow is unconditional \(context_dim=0\): got a context",
+    ),
+    Case(
+        "rational_quadratic_spline knot shapes",
+        lambda: flows.rational_quadratic_spline(
+            jnp.zeros(3), jnp.zeros(4), jnp.zeros(5), jnp.ones(4)
+        ),
+        ValueError,
+        "x_knots, y_knots and derivatives must share one shape",
     ),
 ]

@@ -77,7 +77,13 @@ def rational_quadratic_spline(
       [-2.0, 0.5]
     """
     x = jnp.asarray(x)
-    knot_shape = (*x.shape, np.shape(x_knots)[-1])
+    given = [np.shape(a) for a in (x_knots, y_knots, derivatives)]
+    if len(set(given)) > 1 or not given[0] or given[0][-1] < 2:
+        raise ValueError(
+            "x_knots, y_knots and derivatives must share one shape (..., K + 1) with "
+            f"K >= 1, got {', '.join(map(str, given))}"
+        )
+    knot_shape = (*x.shape, given[0][-1])
     x_knots, y_knots, derivatives = (
         jnp.broadcast_to(jnp.asarray(a, x.dtype), knot_shape)
         for a in (x_knots, y_knots, derivatives)
