@@ -55,11 +55,6 @@ import optax
 from chainlab.data import two_moons
 from chainlab.flows import neural_spline_flow, realnvp, standardize
 from chainlab.runner import get_config
-from chainlab.runner.experiments.realnvp_moons import (
-    SPLINE_BINS,
-    SPLINE_BOUND,
-    SPLINE_LEARNING_RATE,
-)
 from chainlab.training import make_step, median_step_ms
 
 FLOWJAX_REFERENCE_NLL = 0.38  # FlowJAX coupling_flow, Adam 1e-3, this protocol
@@ -99,7 +94,7 @@ def _optimizer(name: str, steps: int, flow: str) -> optax.GradientTransformation
     if name == "adam":
         return optax.adam(LEARNING_RATE)
     config = get_config("realnvp_moons")
-    peak = config.learning_rate if flow == "affine" else SPLINE_LEARNING_RATE
+    peak = config.learning_rate if flow == "affine" else config.spline_learning_rate
     schedule = optax.warmup_cosine_decay_schedule(
         0.0, peak, min(config.warmup_steps, steps // 2), steps
     )
@@ -117,7 +112,10 @@ def chainlab_side(mean, std, seed, optimizer, kind="affine"):
     if kind == "affine":
         flow = realnvp(2, **shared)
     else:
-        flow = neural_spline_flow(2, bins=SPLINE_BINS, bound=SPLINE_BOUND, **shared)
+        config = get_config("realnvp_moons")
+        flow = neural_spline_flow(
+            2, bins=config.spline_bins, bound=config.spline_bound, **shared
+        )
 
     def loss_fn(params, x):
         return -jnp.mean(flow.log_prob(params, x))
