@@ -255,3 +255,33 @@ def channel_features(
     spread = jax.random.uniform(ks, channel, dtype, 0.5, 3.0)
     mean = jax.random.normal(km, channel, dtype)
     return jax.random.normal(kx, shape, dtype) * spread + mean
+
+
+class FanOut(NamedTuple):
+    """A fan-out problem: ``h(x) = act(weight @ x + bias)`` feeds ``m`` branches
+    ``tanh(heads[i] @ h)``; ``points`` are the inputs to evaluate at."""
+
+    weight: jax.Array  # (d, d)
+    bias: jax.Array  # (d,)
+    heads: jax.Array  # (m, d, d)
+    points: jax.Array  # (trials, d)
+
+
+def fan_out_problem(key: jax.Array, dim: int, branches: int, trials: int) -> FanOut:
+    """Standard normal draws in float64 (enable x64 first), the matrices scaled by
+    ``1 / sqrt(dim)`` so every pre-activation has unit variance.
+
+    Example:
+      >>> import jax
+      >>> with jax.enable_x64(True):
+      ...     problem = fan_out_problem(jax.random.key(0), 3, 2, 5)
+      >>> problem.heads.shape, problem.points.shape
+      ((2, 3, 3), (5, 3))
+    """
+    keys = jax.random.split(key, 4)
+    return FanOut(
+        jax.random.normal(keys[0], (dim, dim), jnp.float64) / np.sqrt(dim),
+        jax.random.normal(keys[1], (dim,), jnp.float64),
+        jax.random.normal(keys[2], (branches, dim, dim), jnp.float64) / np.sqrt(dim),
+        jax.random.normal(keys[3], (trials, dim), jnp.float64),
+    )

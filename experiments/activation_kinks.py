@@ -25,6 +25,7 @@ import ml_collections
 import numpy as np
 
 from chainlab.activations import elu, leaky_relu, maxout, relu, relu_reverse_only
+from chainlab.data import fan_out_problem
 from chainlab.gradcheck import (
     MODES,
     compare_rules,
@@ -149,11 +150,9 @@ def kink_derivatives(config: ml_collections.ConfigDict, workdir: Workdir) -> dic
 def fanout(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
     """Table 2: one activation feeding several branches; gradients sum (float64)."""
     d, m = config.fanout_dim, config.fanout_branches
-    keys = jax.random.split(jax.random.key(config.seed), 4)
-    weight = jax.random.normal(keys[0], (d, d), jnp.float64) / np.sqrt(d)
-    bias = jax.random.normal(keys[1], (d,), jnp.float64)
-    heads = jax.random.normal(keys[2], (m, d, d), jnp.float64) / np.sqrt(d)
-    points = jax.random.normal(keys[3], (config.fanout_trials, d), jnp.float64)
+    weight, bias, heads, points = fan_out_problem(
+        jax.random.key(config.seed), d, m, config.fanout_trials
+    )
     alpha = config.elu_alpha
 
     def hidden(x):  # the shared activation, with the left-side ELU convention

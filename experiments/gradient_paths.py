@@ -36,7 +36,7 @@ from jax.flatten_util import ravel_pytree
 from chainlab import paths
 from chainlab.activations import elu
 from chainlab.attention import attention, attention_tau_grad
-from chainlab.data import channel_features, two_moons
+from chainlab.data import channel_features, fan_out_problem, two_moons
 from chainlab.flows import (
     gradient_pathways,
     layerwise_norms_and_cosine,
@@ -69,11 +69,9 @@ def _max_abs(a, b) -> jax.Array:
 def fan_out(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
     """One activation feeding several branches: each term is one branch's gradient."""
     d, m = config.fanout_dim, config.fanout_branches
-    keys = jax.random.split(jax.random.key(config.seed), 4)
-    weight = jax.random.normal(keys[0], (d, d), jnp.float64) / np.sqrt(d)
-    bias = jax.random.normal(keys[1], (d,), jnp.float64)
-    heads = jax.random.normal(keys[2], (m, d, d), jnp.float64) / np.sqrt(d)
-    points = jax.random.normal(keys[3], (config.fanout_trials, d), jnp.float64)
+    weight, bias, heads, points = fan_out_problem(
+        jax.random.key(config.seed), d, m, config.fanout_trials
+    )
 
     def hidden(x):
         return elu(weight @ x + bias, config.elu_alpha, side="left")
