@@ -2,9 +2,11 @@
 
 Protocol: the tanh MLP D-128-128-C (``chainlab.models.MLP``), a batch of 64 inputs
 x ~ N(0, I) with labels b mod C, cross-entropy plus 0.01 * mean_batch ||J||_F^2 (J:
-logits with respect to inputs), one Adam step (``chainlab.training.make_step``,
-compiled with ``chainlab.compilation.eigen_matmul_options()`` as the
-``jacobian_regularization`` experiment's steps are). For every D in ``--inputs`` and C
+logits with respect to inputs), one Adam step
+(``chainlab.training.make_packed_step``: the parameters in one vector, each call
+from where the last left off), compiled with
+``chainlab.compilation.eigen_matmul_options()`` as the ``jacobian_regularization``
+experiment's steps are. For every D in ``--inputs`` and C
 in ``--outputs`` it times, interleaved in blocks of ``--block`` calls:
 
 - plain: cross-entropy only;
@@ -54,7 +56,12 @@ from chainlab.compilation import eigen_matmul_options
 from chainlab.losses import cross_entropy
 from chainlab.models import MLP
 from chainlab.regularizers import exact_mode, jacobian_penalty
-from chainlab.training import classification_loss, interleaved_median_ms, make_step
+from chainlab.training import (
+    classification_loss,
+    interleaved_median_ms,
+    make_packed_step,
+    stepping,
+)
 
 BATCH = 64
 HIDDEN = 128
@@ -80,7 +87,6 @@ def _steps(inputs: int, outputs: int, probes: int, options: dict):
     y = jnp.arange(BATCH) % outputs
     params = model.init(jax.random.key(1), x[:1])
     optimizer = optax.adam(LEARNING_RATE)
-    opt_state = optimizer.init(params)
 
     def penalised(**penalty_options):
         def loss_fn(params, batch, key):
@@ -106,8 +112,10 @@ def _steps(inputs: int, outputs: int, probes: int, options: dict):
     key = jax.random.key(2)
     calls = {}
     for name, loss_fn in losses.items():
-        step = make_step(loss_fn, optimizer, compiler_options=options)
-        calls[name] = lambda step=step: step(params, opt_state, (x, y), key)
+        packed = make_packed_step(loss_fn, optimizer, params, compiler_options=options)
+        calls[name] = stepping(
+            packed.step, packed.params, packed.opt_state, (x, y), key
+        )
     mode = exact_mode(model.apply, params, x)
     return calls, params, (np.array(x), np.array(y)), mode
 
@@ -121,7 +129,7 @@ def _torch_exact(torch, params, batch):
 
 def _measure(args, torch, inputs, outputs, options):
     calls, params, batch, chosen = _steps(inputs, outputs, args.probes, options)
-    losses = {name: float(call()[2]["loss"]) for name, call in calls.items()}
+    losses = {name: float(call()["loss"]) for name, call in calls.items()}
     agreement = abs(losses["reverse"] - losses["forward"]) / abs(losses["forward"])
     if torch is not None and outputs <= args.torch_max_outputs:
         calls["PyTorch exact"] = _torch_exact(torch, params, batch)

@@ -122,19 +122,32 @@ def _train_and_evaluate(config, model, split, mode, strength, seed, workdir):
     return params, {"test_accuracy": measured.pop("accuracy"), **measured}
 
 
+def _timed_step(loss_fn, optimizer, params, batch, options):
+    """One Adam step per call, each from where the last left off, as
+    ``training.make_packed_step`` builds it (the parameters in one vector)."""
+    packed = training.make_packed_step(
+        loss_fn, optimizer, params, compiler_options=options
+    )
+    key = jax.random.key(0)
+    return training.stepping(packed.step, packed.params, packed.opt_state, batch, key)
+
+
 def _step_times(config, model, split) -> dict:
     """Median ms of one jitted Adam step per mode, per round of interleaved turns."""
     batch = tuple(jnp.asarray(a[: config.batch_size]) for a in split[:2])
     params = model.init(jax.random.key(config.seed), batch[0][:1])
     optimizer = optax.adam(config.learning_rate)
-    args = (params, optimizer.init(params), batch, jax.random.key(0))
     options = _compiler_options(config)
-
-    def step(mode):
-        loss_fn = _loss_fn(model.apply, mode, config, config.strength)
-        return training.make_step(loss_fn, optimizer, compiler_options=options)
-
-    calls = {mode: partial(step(mode), *args) for mode in MODES}
+    calls = {
+        mode: _timed_step(
+            _loss_fn(model.apply, mode, config, config.strength),
+            optimizer,
+            params,
+            batch,
+            options,
+        )
+        for mode in MODES
+    }
     ms = interleaved_rounds(
         calls, config.timing_repeats, rounds=TIMING_ROUNDS, block=TIMING_BLOCK
     )
@@ -178,11 +191,8 @@ def _scaling(config, split) -> dict:
             losses[name] = reg.penalized_classification_loss(
                 model.apply, strength=config.strength, **penalty
             )
-        args = (params, optimizer.init(params), (x, y), jax.random.key(0))
         calls = {
-            name: partial(
-                training.make_step(loss, optimizer, compiler_options=options), *args
-            )
+            name: _timed_step(loss, optimizer, params, (x, y), options)
             for name, loss in losses.items()
         }
         ms = interleaved_rounds(

@@ -22,8 +22,10 @@ from chainlab.training import (
     fit,
     fit_to_data,
     interleaved_median_ms,
+    make_packed_step,
     make_step,
     median_step_ms,
+    stepping,
 )
 
 # Summation order differs when the batch is split over devices: float32 round-off.
@@ -269,6 +271,42 @@ def test_make_step_returns_aux_metrics_and_refuses_bad_options():
     assert set(metrics) == {"loss", "norm"} and float(metrics["loss"]) == 2.0
     with pytest.raises(ValueError, match="are not accepted"):
         make_step(loss_fn, optimizer, compiler_options={"xla_no_such_option": "1"})
+
+
+def test_packed_step_takes_make_steps_steps_and_spares_the_callers_arrays():
+    """Adam after global-norm clipping on a pytree of three leaves, three steps:
+    packed or not, the same losses and parameters; the caller's parameters survive
+    the packed step's donation."""
+
+    def loss_fn(params, batch, key):
+        hidden = jnp.tanh(batch @ params["w1"] + params["b1"][None])
+        return jnp.mean((hidden @ params["w2"] - 1.0) ** 2)
+
+    keys = jax.random.split(jax.random.key(0), 3)
+    params = {
+        "w1": jax.random.normal(keys[0], (3, 4)),
+        "b1": jnp.ones(4),
+        "w2": jax.random.normal(keys[1], (4, 1)),
+    }
+    batch = jax.random.normal(keys[2], (8, 3))
+    optimizer = optax.chain(optax.clip_by_global_norm(0.1), optax.adam(1e-2))
+    step = make_step(loss_fn, optimizer)
+    packed = make_packed_step(loss_fn, optimizer, params)
+    tree, flat = (params, optimizer.init(params)), (packed.params, packed.opt_state)
+    for _ in range(3):
+        *tree, expected = step(*tree, batch, None)
+        *flat, metrics = packed.step(*flat, batch, None)
+        assert float(metrics["loss"]) == pytest.approx(float(expected["loss"]))
+    chex.assert_trees_all_close(packed.unpack(flat[0]), tree[0], rtol=1e-6)
+    assert float(params["b1"].sum()) == 4.0  # not consumed by the first packed call
+
+
+def test_stepping_threads_the_state_through_its_calls():
+    optimizer = optax.sgd(0.25)
+    w = jnp.zeros(2)
+    step = make_step(lambda w, b, key: jnp.sum((w * b - 1.0) ** 2), optimizer)
+    call = stepping(step, w, optimizer.init(w), jnp.ones(2), None)
+    assert [float(call()["loss"]) for _ in range(3)] == [2.0, 0.5, 0.125]
 
 
 def test_fit_refuses_ragged_data():
