@@ -275,7 +275,7 @@ def main(argv=None) -> int:
     better, faster = True, True
     for kind in args.flows:
         for opt in args.optimizers:
-            fj, ours = (np.mean(nll[kind, lib, opt]) for lib in LIBRARIES)
+            ours, fj = (np.mean(nll[kind, lib, opt]) for lib in LIBRARIES)
             print(f"test NLL ratio FlowJAX / chainlab ({kind}, {opt}): {fj / ours:.3f}")
             better &= bool(ours < fj)
         for name in names[1:]:

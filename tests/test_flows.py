@@ -19,6 +19,7 @@ from jax.test_util import check_grads
 
 from chainlab import flows
 from chainlab.data import digits, two_moons
+from chainlab.flows import coupling
 
 # float64 identities (Jacobian log-dets, scan vs chain) hold to rounding error.
 EXACT_TOL_F64 = 1e-9
@@ -372,6 +373,52 @@ def test_new_realnvp_is_the_identity(key):
     np.testing.assert_array_equal(logdet, jnp.zeros(7))
     expected = -0.5 * jnp.sum(x**2, axis=1) - 2 * math.log(2 * math.pi)
     np.testing.assert_allclose(log_prob, expected, rtol=1e-6)
+
+
+def test_softplus_log_scale_is_the_floored_softplus_and_zero_at_zero(x64):
+    """log(softplus(r + c) + f), softplus(c) = 1 - f: the stable form agrees with the
+    naive one in value and derivative (float64), is 0 at r = 0 to the last bit in
+    float32, and stays finite where expm1 would overflow."""
+    raw = jnp.array([-1e3, -20.0, -3.0, -0.5, 0.0, 0.7, 4.0, 29.0, 31.0, 200.0])
+    shift = math.log(math.expm1(1.0 - coupling.SCALE_FLOOR))
+
+    def naive(r):
+        return jnp.log(jax.nn.softplus(r + shift) + coupling.SCALE_FLOOR)
+
+    np.testing.assert_allclose(
+        coupling.softplus_log_scale(raw), naive(raw), rtol=1e-12, atol=1e-12
+    )
+    slope = jax.vmap(jax.grad(coupling.softplus_log_scale))(raw)
+    np.testing.assert_allclose(
+        slope, jax.vmap(jax.grad(naive))(raw), rtol=1e-9, atol=1e-12
+    )
+    assert float(coupling.softplus_log_scale(jnp.zeros((), jnp.float32))) == 0.0
+    extreme = coupling.softplus_log_scale(jnp.array([-1e30, 1e30], jnp.float32))
+    assert float(extreme[0]) == pytest.approx(math.log(coupling.SCALE_FLOOR))
+    assert bool(jnp.all(jnp.isfinite(extreme)))
+
+
+def test_mlp_conditioner_initialisations(key):
+    """uniform: weights and biases within +-1/sqrt(fan_in), spread over it; lecun:
+    zero biases; both: a zero output layer."""
+    uniform = flows.mlp_conditioner(2, (64,)).init(key)
+    bound = 1 / math.sqrt(2)
+    for leaf in (uniform[0]["w"], uniform[0]["b"]):
+        assert float(jnp.max(jnp.abs(leaf))) <= bound
+        assert float(jnp.max(jnp.abs(leaf))) > 0.8 * bound
+    lecun = flows.mlp_conditioner(2, (64,), hidden_init="lecun").init(key)
+    assert float(jnp.max(jnp.abs(lecun[0]["b"]))) == 0.0
+    for params in (uniform, lecun):
+        assert float(jnp.max(jnp.abs(params[-1]["w"]))) == 0.0
+    with pytest.raises(
+        ValueError, match="hidden_init must be one of 'uniform', 'lecun'"
+    ):
+        flows.mlp_conditioner(2, (8,), hidden_init="normal")
+
+
+def test_affine_coupling_refuses_an_unknown_scale():
+    with pytest.raises(ValueError, match="scale must be one of 'softplus', 'tanh'"):
+        flows.affine_coupling(flows.half_mask(2), _mlp(2), scale="exp")
 
 
 def test_scan_equals_chain_of_layers(key, x64):

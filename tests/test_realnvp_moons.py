@@ -14,6 +14,7 @@ from chainlab.flows import gradient_pathways, realnvp, standardize
 from chainlab.runner.registry import experiment_module
 
 FIGURES = ("samples", "density", "latent", "gradient_pathways", "training")
+FLOWS = ("affine", "spline", "maf", "conditional")
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +31,19 @@ def test_quick_results_are_saved_and_beat_a_gaussian(quick_run):
     assert saved == results
     # The best Gaussian scores ~2.0 nats; 100 steps of a tiny flow already do better,
     # and no model beats the generating density (0.32).
-    for flow in ("affine", "spline"):
+    for flow in FLOWS:
         assert 0.25 < saved["generating_density_nll"] < saved[f"test_nll_{flow}"] < 1.9
         assert saved[f"best_step_{flow}"] in (50, 100)
-    # The headline is the flow with the lower validation NLL.
+    # The headline is the unconditional flow with the lowest validation NLL.
     headline = saved["headline_flow"]
-    assert saved["val_nll"] == min(saved["val_nll_affine"], saved["val_nll_spline"])
+    assert saved["val_nll"] == min(saved[f"val_nll_{flow}"] for flow in FLOWS[:3])
     assert saved["test_nll"] == saved[f"test_nll_{headline}"]
     assert saved["best_step"] == saved[f"best_step_{headline}"]
-    assert saved["train_step_ms"] > 0 and saved["train_step_ms_spline"] > 0
+    assert saved["train_step_ms"] > 0
+    assert all(saved[f"train_step_ms_{flow}"] > 0 for flow in FLOWS[1:])
+    # Knowing the moon saves at most log 2 nats: p(x) >= p(x | y) / 2.
+    given = saved["test_nll_given_moon"]
+    assert saved["test_nll_conditional"] - np.log(2) - 1e-4 <= given < 1.9
 
 
 @pytest.mark.slow
@@ -49,7 +54,9 @@ def test_quick_report_has_every_figure_and_no_failure(quick_run):
     assert "FAIL" not in report
     assert "| NLL of the generating density (floor) |" in report
     assert "| layer | base | log-det | cosine |" in report
-    assert "| RealNVP (affine) |" in report and "| spline coupling flow |" in report
+    for title in ("RealNVP (affine)", "spline coupling flow", "masked autoregressive"):
+        assert f"| {title}" in report
+    assert "| RealNVP conditioned on the moon |" in report
     for name in FIGURES:
         assert (workdir / f"{name}.png").stat().st_size > 0
 
@@ -63,10 +70,11 @@ def test_quick_metrics_log_both_fits_and_the_pathways_per_layer(quick_run):
     ]
     evals = {
         run: [r for r in records if r["split"] == "eval" and r["run"] == run]
-        for run in ("realnvp", "spline")
+        for run in ("realnvp", "spline", "maf", "conditional")
     }
-    assert [r["step"] for r in evals["spline"]] == [50, 100]
-    assert all("val_nll" in r for r in evals["spline"])
+    for run in ("spline", "maf", "conditional"):
+        assert [r["step"] for r in evals[run]] == [50, 100]
+        assert all("val_nll" in r for r in evals[run])
     assert evals["realnvp"]
     for record in evals["realnvp"]:  # the affine RealNVP's
         for name in ("base", "logdet", "cosine"):
@@ -103,6 +111,8 @@ def test_pathways_split_by_paths_equal_gradient_pathways(key, x64):
         ("schedule", "linear", "schedule must be one of"),
         ("steps", 5000, "at most 3000 steps"),
         ("warmup_steps", 100, "warmup_steps must be in"),
+        ("flows", ("affine", "glow"), "flows must be one of"),
+        ("flows", ("spline",), "flows must name 'affine'"),
     ],
 )
 def test_bad_config_is_refused(tmp_path, key_, value, match):

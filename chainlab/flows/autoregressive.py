@@ -190,7 +190,8 @@ def masked_autoregressive(
         """``tau`` (or its inverse) on ``x`` with parameters from ``net(source)``."""
         out = net.apply(params["net"], source, context)
         if transformer == "affine":
-            return affine_transform(params["scale"][None], out, x, inverse)
+            log_scale = params["scale"][None] * jnp.tanh(out[..., 1])
+            return affine_transform(log_scale, out, x, inverse)
         return spline_transform(out, x, bins=bins, bound=bound, inverse=inverse)
 
     def forward(params, x, context=None):

@@ -126,8 +126,8 @@ def scan(make: Callable[[Any], Bijection], structure: Any) -> Bijection:
       >>> masks = jnp.array([[1.0, 0.0], [0.0, 1.0]])
       >>> stack = scan(lambda m: affine_coupling(m, mlp_conditioner(2, (8,))), masks)
       >>> params = stack.init(jax.random.key(0))
-      >>> params["scale"].shape
-      (2, 2)
+      >>> params["net"][0]["b"].shape  # the first hidden layer's biases, stacked
+      (2, 8)
     """
     sizes = {jnp.shape(leaf)[0] for leaf in jax.tree.leaves(structure)}
     if len(sizes) != 1:

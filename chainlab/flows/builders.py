@@ -58,6 +58,7 @@ def realnvp(
     hidden: Sequence[int] = (64, 64),
     mask: Literal["half", "alternating"] = "half",
     activation: Activation = jax.nn.relu,
+    scale: str = "softplus",
     preprocess: Bijection | None = None,
     context_dim: int = 0,
 ) -> Flow:
@@ -65,11 +66,14 @@ def realnvp(
 
     Layer ``k`` keeps the entries where ``mask_k = 1`` and transforms the others,
     forward ``y = x * exp(s(x_kept)) + t(x_kept)``, inverse
-    ``x = (y - t(y_kept)) * exp(-s(y_kept))`` (``y_kept = x_kept``), with
-    ``s = a * tanh(r)`` bounded; ``mask_k`` flips every layer, so each coordinate is
+    ``x = (y - t(y_kept)) * exp(-s(y_kept))`` (``y_kept = x_kept``), with the
+    log-scale ``s`` from the network's raw output by ``scale`` (see
+    :func:`~chainlab.flows.affine_coupling`: a softplus scale floored at 0.01, or a
+    learned tanh bound); ``mask_k`` flips every layer, so each coordinate is
     transformed ``num_layers / 2`` times. ``log p(x) = log N(z; 0, I) + sum_k sum(s_k)``
     with ``z`` the output of the last layer. A new flow is the identity
-    (zero-initialised output layers).
+    (zero-initialised output layers; the hidden layers start uniform, see
+    :func:`~chainlab.flows.mlp_conditioner`).
 
     Args:
       dim: data dimension (>= 2).
@@ -77,6 +81,7 @@ def realnvp(
       hidden: hidden widths of each coupling's MLP conditioner.
       mask: ``"half"`` (first/second half) or ``"alternating"`` (even/odd entries).
       activation: the conditioners' nonlinearity.
+      scale: the couplings' log-scale, ``"softplus"`` or ``"tanh"``.
       preprocess: a fixed bijection on ``(n, dim)`` applied before the couplings.
       context_dim: size of a context vector every conditioner sees beside the kept
         entries (0: unconditional); the flow is then ``p(x | context)``.
@@ -98,7 +103,9 @@ def realnvp(
     conditioner = mlp_conditioner(
         dim, tuple(hidden), activation=activation, context_dim=context_dim
     )
-    body = scan(lambda m: affine_coupling(m, conditioner), jnp.asarray(masks))
+    body = scan(
+        lambda m: affine_coupling(m, conditioner, scale=scale), jnp.asarray(masks)
+    )
     if preprocess is not None:
         body = chain(preprocess, body)
     return transformed(body, (dim,), context_dim=context_dim)
@@ -239,6 +246,10 @@ def maf(
     return transformed(body, (dim,), context_dim=context_dim)
 
 
+# Glow's couplings keep the tanh-bounded scale its digits recipe was tuned with.
+GLOW_SCALE = "tanh"
+
+
 def _conditioner(height: int, width: int, channels: int, hidden: int, context_dim):
     # On a single pixel a k x k convolution with 'SAME' padding only uses its centre.
     kernel_size = 1 if height == width == 1 else 3
@@ -254,6 +265,7 @@ def _glow_step(height, width, channels, hidden, context_dim) -> Bijection:
         affine_coupling(
             channel_mask(height, width, channels),
             _conditioner(height, width, channels, hidden, context_dim),
+            scale=GLOW_SCALE,
         ),
     )
 
@@ -267,7 +279,9 @@ def _glow_scale(shape, levels: int, steps: int, hidden: int, context_dim) -> Bij
         # Glow's learned prior for the factored-out half, as a coupling that moves
         # and scales the first half of the channels given the second.
         split_prior = affine_coupling(
-            channel_mask(h, w, c, flip=True), _conditioner(h, w, c, hidden, context_dim)
+            channel_mask(h, w, c, flip=True),
+            _conditioner(h, w, c, hidden, context_dim),
+            scale=GLOW_SCALE,
         )
         inner = _glow_scale((h, w, c // 2), levels - 1, steps, hidden, context_dim)
         parts += [split_prior, factor_out(inner)]

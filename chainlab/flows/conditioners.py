@@ -8,14 +8,16 @@ starts at zero, so a new coupling is the identity (Kingma & Dhariwal 2018, "Glow
 section 3.3).
 """
 
+import math
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from chainlab.flows._util import check_context
-from chainlab.validation import check_at_least
+from chainlab.validation import check_at_least, check_choice
 
 __all__ = ["Conditioner", "conv_conditioner", "mlp_conditioner"]
 
@@ -43,9 +45,19 @@ def _float() -> jnp.dtype:
     return jnp.result_type(float)
 
 
-def _dense_init(key: jax.Array, fan_in: int, fan_out: int) -> dict:
-    weight = jax.nn.initializers.lecun_normal()(key, (fan_in, fan_out), _float())
-    return {"w": weight, "b": jnp.zeros((fan_out,), _float())}
+INITS = ("uniform", "lecun")
+
+
+def _dense_init(key: jax.Array, fan_in: int, fan_out: int, init: str) -> dict:
+    """``"uniform"``: weights and biases uniform on ``+-1/sqrt(fan_in)``;
+    ``"lecun"``: LeCun-normal weights, zero biases."""
+    if init == "lecun":
+        weight = jax.nn.initializers.lecun_normal()(key, (fan_in, fan_out), _float())
+        return {"w": weight, "b": jnp.zeros((fan_out,), _float())}
+    bound = 1 / math.sqrt(fan_in)
+    w_key, b_key = jax.random.split(key)
+    draw = partial(jax.random.uniform, dtype=_float(), minval=-bound, maxval=bound)
+    return {"w": draw(w_key, (fan_in, fan_out)), "b": draw(b_key, (fan_out,))}
 
 
 def _dense(layer: dict, x: jax.Array) -> jax.Array:
@@ -64,13 +76,22 @@ def mlp_conditioner(
     activation: Activation = jax.nn.relu,
     outputs: int = 2,
     context_dim: int = 0,
+    hidden_init: str = "uniform",
 ) -> Conditioner:
     """A fully connected conditioner ``(n, dim) -> (n, dim, outputs)``.
 
     Layers ``dim + context_dim -> hidden[0] -> ... -> hidden[-1] -> outputs * dim``
-    with ``activation`` between them (LeCun-normal weights) and a zero-initialised
-    output layer; the context, if any, is concatenated to the input. Output unit
-    ``j * dim + i`` is number ``j`` of entry ``i``.
+    with ``activation`` between them and a zero-initialised output layer; the
+    context, if any, is concatenated to the input. Output unit ``j * dim + i`` is
+    number ``j`` of entry ``i``.
+
+    The hidden layers start ``hidden_init="uniform"`` (weights and biases uniform on
+    ``+-1 / sqrt(fan_in)``, PyTorch's and Equinox's default) or ``"lecun"``
+    (LeCun-normal weights, zero biases). With zero biases every ReLU unit of the first
+    layer breaks at the origin; random biases spread the breaks over the data. On two
+    moons under Adam 1e-3 the uniform start ended 0.02 nats lower
+    (``benchmarks/flows_ablation.py``, five seeds; LeCun in FlowJAX's flow: 0.04
+    higher).
 
     Args:
       dim: size of the input vectors.
@@ -78,6 +99,7 @@ def mlp_conditioner(
       activation: the nonlinearity between layers.
       outputs: numbers per entry (2 for an affine coupling's shift and log-scale).
       context_dim: size of the context vector (0: unconditional).
+      hidden_init: the hidden layers' initialisation, ``"uniform"`` or ``"lecun"``.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -88,6 +110,7 @@ def mlp_conditioner(
     """
     check_at_least("dim", dim, 1)
     _check_sizes(outputs, context_dim)
+    check_choice("hidden_init", hidden_init, INITS)
     widths = tuple(hidden)
     for width in widths:
         check_at_least("hidden widths", width, 1)
@@ -96,7 +119,7 @@ def mlp_conditioner(
     def init(key):
         keys = jax.random.split(key, len(widths))
         layers = [
-            _dense_init(k, fan_in, fan_out)
+            _dense_init(k, fan_in, fan_out, hidden_init)
             for k, fan_in, fan_out in zip(keys, sizes[:-1], sizes[1:], strict=True)
         ]
         zeros = jnp.zeros((sizes[-1], outputs * dim), _float())
