@@ -29,6 +29,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.levels = 3
     config.steps_per_level = 8
     config.hidden = 24
+    config.coupling_scale = "tanh"  # "tanh" (a learned bound) or "softplus"
     # A tiny alpha sends the edges of [0, 17) to +-infinity (alpha = 0.05 costs
     # ~0.08 bits/dim: half of the pixels are 0, a sharp edge for a smooth flow).
     config.alpha = 1e-6

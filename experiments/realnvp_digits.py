@@ -42,9 +42,11 @@ from chainlab.flows import (
     seeded_dequantization,
     with_average,
 )
+from chainlab.flows.coupling import SCALES
 from chainlab.runner.plotting import new_figure
 from chainlab.runner.workdir import Workdir
 from chainlab.training import fit
+from chainlab.validation import check_choice
 
 SOURCE = "chainlab.data (digits protocol)"
 TARGET_BITS = 2.0  # the goal on the test images, below FlowJAX's ~2.2 (config)
@@ -97,6 +99,7 @@ def _plot_training(workdir, history):
 
 
 def run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
+    check_choice("coupling_scale", config.coupling_scale, SCALES)
     data = digits(images=True)
     x_train, x_val = split_validation(
         data.x_train[..., None], config.val_size, config.seed
@@ -110,6 +113,7 @@ def run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
         levels=config.levels,
         steps=config.steps_per_level,
         hidden=config.hidden,
+        scale=config.coupling_scale,
         preprocess=logit(levels=float(DIGITS_LEVELS), alpha=config.alpha),
     )
     key_init, key_data, key_sample = jax.random.split(jax.random.key(config.seed), 3)

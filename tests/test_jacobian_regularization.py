@@ -6,7 +6,6 @@ import pytest
 
 from chainlab import runner
 from chainlab.compilation import eigen_matmul_options
-from chainlab.errors import ExperimentFailed
 
 MODES = ("none", "exact", "projection")
 # Exact and projection penalties train the same model up to the estimator's noise:
@@ -111,13 +110,3 @@ def test_quick_variant_with_a_cnn(tmp_path):
     assert "tanh CNN (3x3 convolutions of 4, 8 channels" in report
     assert "XLA compile options of the training steps: none (defaults)" in report
     assert "goal set for the MLP only" in report
-
-
-def test_unknown_architecture_is_refused(tmp_path):
-    with pytest.raises(ExperimentFailed, match="architecture must be 'mlp' or 'cnn'"):
-        runner.run(
-            "jacobian_regularization",
-            variant="quick",
-            overrides={"architecture": "resnet"},
-            workdir=tmp_path / "run",
-        )

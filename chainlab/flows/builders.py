@@ -246,10 +246,6 @@ def maf(
     return transformed(body, (dim,), context_dim=context_dim)
 
 
-# Glow's couplings keep the tanh-bounded scale its digits recipe was tuned with.
-GLOW_SCALE = "tanh"
-
-
 def _conditioner(height: int, width: int, channels: int, hidden: int, context_dim):
     # On a single pixel a k x k convolution with 'SAME' padding only uses its centre.
     kernel_size = 1 if height == width == 1 else 3
@@ -258,22 +254,24 @@ def _conditioner(height: int, width: int, channels: int, hidden: int, context_di
     )
 
 
-def _glow_step(height, width, channels, hidden, context_dim) -> Bijection:
+def _glow_step(height, width, channels, hidden, context_dim, scale) -> Bijection:
     return chain(
         actnorm(channels),
         invertible_linear(channels),
         affine_coupling(
             channel_mask(height, width, channels),
             _conditioner(height, width, channels, hidden, context_dim),
-            scale=GLOW_SCALE,
+            scale=scale,
         ),
     )
 
 
-def _glow_scale(shape, levels: int, steps: int, hidden: int, context_dim) -> Bijection:
+def _glow_scale(
+    shape, levels: int, steps: int, hidden: int, context_dim, scale
+) -> Bijection:
     height, width, channels = shape
     h, w, c = height // 2, width // 2, 4 * channels
-    step = _glow_step(h, w, c, hidden, context_dim)
+    step = _glow_step(h, w, c, hidden, context_dim, scale)
     parts = [squeeze(), scan(lambda _: step, jnp.arange(steps))]
     if levels > 1:
         # Glow's learned prior for the factored-out half, as a coupling that moves
@@ -281,9 +279,11 @@ def _glow_scale(shape, levels: int, steps: int, hidden: int, context_dim) -> Bij
         split_prior = affine_coupling(
             channel_mask(h, w, c, flip=True),
             _conditioner(h, w, c, hidden, context_dim),
-            scale=GLOW_SCALE,
+            scale=scale,
         )
-        inner = _glow_scale((h, w, c // 2), levels - 1, steps, hidden, context_dim)
+        inner = _glow_scale(
+            (h, w, c // 2), levels - 1, steps, hidden, context_dim, scale
+        )
         parts += [split_prior, factor_out(inner)]
     parts.append(unsqueeze())
     return chain(*parts)
@@ -295,6 +295,7 @@ def glow(
     levels: int = 2,
     steps: int = 4,
     hidden: int = 64,
+    scale: str = "tanh",
     preprocess: Bijection | None = None,
     context_dim: int = 0,
 ) -> Flow:
@@ -317,6 +318,8 @@ def glow(
       levels: number of scales.
       steps: Glow steps per scale.
       hidden: channels of the conditioners' hidden layers.
+      scale: the couplings' log-scale (see :func:`~chainlab.flows.affine_coupling`):
+        ``"tanh"``, a learned bound (the digits recipe's), or ``"softplus"``.
       preprocess: a fixed bijection on images applied first (e.g. ``logit``).
       context_dim: size of a context vector (e.g. a one-hot class) that every
         conditioner sees, broadcast over the pixels (0: unconditional); the flow is
@@ -347,7 +350,7 @@ def glow(
             f"got {image_shape}"
         )
     check_at_least("context_dim", context_dim, 0)
-    body = _glow_scale(image_shape, levels, steps, hidden, context_dim)
+    body = _glow_scale(image_shape, levels, steps, hidden, context_dim, scale)
     if preprocess is not None:
         body = chain(preprocess, body)
     return transformed(body, image_shape, context_dim=context_dim)
