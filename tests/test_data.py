@@ -4,8 +4,14 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from chainlab.data import channel_features, make_moons, retrieval_task
+from chainlab.data import (
+    channel_features,
+    make_moons,
+    random_pixel_shifts,
+    retrieval_task,
+)
 
 # float32 round-off of a unit-norm row or of a 4 x 4 product: a few ulps.
 FLOAT32_TOL = 1e-6
@@ -66,3 +72,33 @@ def test_make_moons_draws_scikit_learns_points():
         x_ref, y_ref = reference(num_points, noise=0.05, random_state=seed)
         np.testing.assert_array_equal(x, x_ref)
         np.testing.assert_array_equal(y, y_ref)
+
+
+def _shifted(image: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """``image`` moved by ``rows`` down and ``cols`` right, zeros filling in."""
+    out = np.zeros_like(image)
+    h, w = image.shape[:2]
+    out[max(rows, 0) : h + min(rows, 0), max(cols, 0) : w + min(cols, 0)] = image[
+        max(-rows, 0) : h + min(-rows, 0), max(-cols, 0) : w + min(-cols, 0)
+    ]
+    return out
+
+
+def test_random_pixel_shifts_move_each_axis_by_at_most_one_pixel():
+    images = np.random.default_rng(0).uniform(1, 2, (2000, 4, 5, 1)).astype(np.float32)
+    moved = np.asarray(random_pixel_shifts(jax.random.key(0), images, 0.5))
+    offsets = [(r, c) for r in (-1, 0, 1) for c in (-1, 0, 1)]
+    found = []
+    for image, result in zip(images, moved, strict=True):
+        matches = [o for o in offsets if np.array_equal(result, _shifted(image, *o))]
+        assert len(matches) == 1
+        found.append(matches[0])
+    moved_axes = np.abs(np.array(found))
+    # Each axis moves with probability 0.5 (std of the mean over 2000: 0.011).
+    np.testing.assert_allclose(moved_axes.mean(axis=0), 0.5, atol=0.05)
+    never = random_pixel_shifts(jax.random.key(1), images[:8], 0.0)
+    np.testing.assert_array_equal(never, images[:8])
+    with pytest.raises(ValueError, match="probability"):
+        random_pixel_shifts(jax.random.key(1), images[:8], 1.5)
+    with pytest.raises(ValueError, match="images must be"):
+        random_pixel_shifts(jax.random.key(1), images[0, :, :, 0], 0.5)
