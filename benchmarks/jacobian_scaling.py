@@ -7,7 +7,9 @@ logits with respect to inputs), one Adam step
 from where the last left off), compiled with
 ``chainlab.compilation.eigen_matmul_options()`` as the ``jacobian_regularization``
 experiment's steps are. For every D in ``--inputs`` and C
-in ``--outputs`` it times, interleaved in blocks of ``--block`` calls:
+in ``--outputs`` it times, interleaved in blocks of ``--block`` calls (all C of one
+D take turns in the same rounds, so a drift of the machine's speed does not pass for a
+difference between C):
 
 - plain: cross-entropy only;
 - exact, reverse mode: C VJPs (``ad_mode="reverse"``);
@@ -127,17 +129,30 @@ def _torch_exact(torch, params, batch):
     return lambda: steps["exact"](tx, ty)
 
 
-def _measure(args, torch, inputs, outputs, options):
-    calls, params, batch, chosen = _steps(inputs, outputs, args.probes, options)
-    losses = {name: float(call()["loss"]) for name, call in calls.items()}
-    agreement = abs(losses["reverse"] - losses["forward"]) / abs(losses["forward"])
-    if torch is not None and outputs <= args.torch_max_outputs:
-        calls["PyTorch exact"] = _torch_exact(torch, params, batch)
+def _measure(args, torch, inputs, options) -> list[dict]:
+    """Every C of ``args.outputs`` for one D: all their steps take turns in the same
+    rounds, so the machine's drift is shared by every C and the spread over C is C's."""
+    calls, built = {}, {}
+    for outputs in args.outputs:
+        steps, params, batch, chosen = _steps(inputs, outputs, args.probes, options)
+        losses = {name: float(call()["loss"]) for name, call in steps.items()}
+        if torch is not None and outputs <= args.torch_max_outputs:
+            steps["PyTorch exact"] = _torch_exact(torch, params, batch)
+        calls |= {(outputs, name): call for name, call in steps.items()}
+        built[outputs] = (list(steps), losses, chosen)
     rounds = [
         interleaved_median_ms(calls, args.repeats, args.block)
         for _ in range(args.rounds)
     ]
-    ms = {name: [r[name].wall_ms for r in rounds] for name in calls}
+    return [
+        _summary(args, inputs, outputs, names, losses, chosen, rounds)
+        for outputs, (names, losses, chosen) in built.items()
+    ]
+
+
+def _summary(args, inputs, outputs, names, losses, chosen, rounds) -> dict:
+    agreement = abs(losses["reverse"] - losses["forward"]) / abs(losses["forward"])
+    ms = {name: [r[outputs, name].wall_ms for r in rounds] for name in names}
     other = "forward" if chosen == "reverse" else "reverse"
     ratios = [c / min(c, o) for c, o in zip(ms[chosen], ms[other], strict=True)]
     count = {"reverse": outputs, "forward": inputs, f"projection x{args.probes}": 0}
@@ -237,10 +252,9 @@ def main() -> int:
     )
     results = []
     for inputs in args.inputs:
-        for outputs in args.outputs:
-            result = _measure(args, torch, inputs, outputs, options)
+        for result in _measure(args, torch, inputs, options):
             ms = ", ".join(f"{k} {v:.2f}" for k, v in result["ms"].items())
-            print(f"D={inputs} C={outputs}: {ms}", flush=True)
+            print(f"D={inputs} C={result['outputs']}: {ms}", flush=True)
             results.append(result)
     _print_tables(results, args.probes)
     if args.json:
