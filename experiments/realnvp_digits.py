@@ -107,6 +107,7 @@ def _plot_training(workdir, history):
 
 def run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
     check_choice("coupling_scale", config.coupling_scale, SCALES)
+    check_choice("transformer", config.transformer, ("affine", "spline"))
     data = digits(images=True)
     x_train, x_val = split_validation(
         data.x_train[..., None], config.val_size, config.seed
@@ -121,6 +122,9 @@ def run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
         steps=config.steps_per_level,
         hidden=config.hidden,
         scale=config.coupling_scale,
+        transformer=config.transformer,
+        bins=config.spline_bins,
+        bound=config.spline_bound,
         preprocess=logit(levels=float(DIGITS_LEVELS), alpha=config.alpha),
     )
     key_init, key_data, key_sample = jax.random.split(jax.random.key(config.seed), 3)

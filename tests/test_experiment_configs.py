@@ -16,6 +16,7 @@ from chainlab.errors import ExperimentFailed
         ("realnvp_moons", "flows", ("affine", "glow"), "flows must be one of"),
         ("realnvp_moons", "flows", ("spline",), "flows must name 'affine'"),
         ("realnvp_digits", "coupling_scale", "exp", "coupling_scale must be one of"),
+        ("realnvp_digits", "transformer", "flow", "transformer must be one of"),
         (
             "jacobian_regularization",
             "architecture",

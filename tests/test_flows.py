@@ -178,6 +178,13 @@ FLOWS = {
         (4, 4, 1),
         "normal",
     ),
+    "glow_spline": (
+        lambda: flows.glow(
+            (2, 2, 1), levels=1, steps=1, hidden=4, transformer="spline", bins=4
+        ),
+        (2, 2, 1),
+        "normal",
+    ),
     "neural_spline_flow": (
         lambda: flows.neural_spline_flow(
             VECTOR_DIM, num_layers=3, hidden=(8,), bins=SPLINE_BINS, bound=SPLINE_BOUND

@@ -246,44 +246,59 @@ def maf(
     return transformed(body, (dim,), context_dim=context_dim)
 
 
-def _conditioner(height: int, width: int, channels: int, hidden: int, context_dim):
-    # On a single pixel a k x k convolution with 'SAME' padding only uses its centre.
-    kernel_size = 1 if height == width == 1 else 3
-    return conv_conditioner(
-        channels, hidden, kernel_size=kernel_size, context_dim=context_dim
-    )
+# make(mask, (h, w, c)) -> the coupling of one Glow step, or of a split's prior.
+MakeCoupling = Callable[[jax.Array, tuple[int, int, int]], Bijection]
 
 
-def _glow_step(height, width, channels, hidden, context_dim, scale) -> Bijection:
+def _glow_couplings(
+    hidden: int, context_dim: int, scale: str, transformer: str, bins: int, bound: float
+) -> tuple[MakeCoupling, MakeCoupling]:
+    """``(step coupling, split prior)`` makers: the steps' couplings are affine or
+    splines; the prior before a split is always affine (a conditional Gaussian)."""
+
+    def conditioner(shape, outputs):
+        height, width, channels = shape
+        # On a single pixel a k x k convolution with 'SAME' padding only uses its
+        # centre.
+        kernel_size = 1 if height == width == 1 else 3
+        return conv_conditioner(
+            channels,
+            hidden,
+            kernel_size=kernel_size,
+            outputs=outputs,
+            context_dim=context_dim,
+        )
+
+    def affine(mask, shape):
+        return affine_coupling(mask, conditioner(shape, 2), scale=scale)
+
+    def spline(mask, shape):
+        net = conditioner(shape, spline_outputs(bins))
+        return spline_coupling(mask, net, bins=bins, bound=bound)
+
+    return (spline if transformer == "spline" else affine), affine
+
+
+def _glow_step(shape, coupling: MakeCoupling) -> Bijection:
+    channels = shape[2]
     return chain(
         actnorm(channels),
         invertible_linear(channels),
-        affine_coupling(
-            channel_mask(height, width, channels),
-            _conditioner(height, width, channels, hidden, context_dim),
-            scale=scale,
-        ),
+        coupling(channel_mask(*shape), shape),
     )
 
 
-def _glow_scale(
-    shape, levels: int, steps: int, hidden: int, context_dim, scale
-) -> Bijection:
+def _glow_scale(shape, levels: int, steps: int, couplings) -> Bijection:
     height, width, channels = shape
-    h, w, c = height // 2, width // 2, 4 * channels
-    step = _glow_step(h, w, c, hidden, context_dim, scale)
+    inner_shape = (height // 2, width // 2, 4 * channels)
+    step = _glow_step(inner_shape, couplings[0])
     parts = [squeeze(), scan(lambda _: step, jnp.arange(steps))]
     if levels > 1:
         # Glow's learned prior for the factored-out half, as a coupling that moves
         # and scales the first half of the channels given the second.
-        split_prior = affine_coupling(
-            channel_mask(h, w, c, flip=True),
-            _conditioner(h, w, c, hidden, context_dim),
-            scale=scale,
-        )
-        inner = _glow_scale(
-            (h, w, c // 2), levels - 1, steps, hidden, context_dim, scale
-        )
+        split_prior = couplings[1](channel_mask(*inner_shape, flip=True), inner_shape)
+        h, w, c = inner_shape
+        inner = _glow_scale((h, w, c // 2), levels - 1, steps, couplings)
         parts += [split_prior, factor_out(inner)]
     parts.append(unsqueeze())
     return chain(*parts)
@@ -296,6 +311,9 @@ def glow(
     steps: int = 4,
     hidden: int = 64,
     scale: str = "tanh",
+    transformer: Literal["affine", "spline"] = "affine",
+    bins: int = 8,
+    bound: float = 4.0,
     preprocess: Bijection | None = None,
     context_dim: int = 0,
 ) -> Flow:
@@ -318,8 +336,15 @@ def glow(
       levels: number of scales.
       steps: Glow steps per scale.
       hidden: channels of the conditioners' hidden layers.
-      scale: the couplings' log-scale (see :func:`~chainlab.flows.affine_coupling`):
-        ``"tanh"``, a learned bound (the digits recipe's), or ``"softplus"``.
+      scale: the affine couplings' log-scale (see
+        :func:`~chainlab.flows.affine_coupling`): ``"tanh"``, a learned bound (the
+        digits recipe's), or ``"softplus"``.
+      transformer: the steps' couplings, ``"affine"`` or ``"spline"``
+        (:func:`~chainlab.flows.spline_coupling` with ``bins`` bins on ``[-bound,
+        bound]``; the prior before each split stays affine).
+      bins: spline bins.
+      bound: half-width of the splines' interval (ActNorm keeps a step's input near
+        unit scale).
       preprocess: a fixed bijection on images applied first (e.g. ``logit``).
       context_dim: size of a context vector (e.g. a one-hot class) that every
         conditioner sees, broadcast over the pixels (0: unconditional); the flow is
@@ -350,7 +375,9 @@ def glow(
             f"got {image_shape}"
         )
     check_at_least("context_dim", context_dim, 0)
-    body = _glow_scale(image_shape, levels, steps, hidden, context_dim, scale)
+    check_choice("transformer", transformer, ("affine", "spline"))
+    couplings = _glow_couplings(hidden, context_dim, scale, transformer, bins, bound)
+    body = _glow_scale(image_shape, levels, steps, couplings)
     if preprocess is not None:
         body = chain(preprocess, body)
     return transformed(body, image_shape, context_dim=context_dim)
