@@ -432,6 +432,7 @@ def test_scan_equals_chain_of_layers(key, x64):
     masks = jnp.stack([flows.half_mask(4), flows.alternating_mask(4, flip=True)])
     make = lambda m: flows.affine_coupling(m, _mlp(4))  # noqa: E731
     stacked = flows.scan(make, masks)
+    unrolled_scan = flows.scan(make, masks, unroll=True)
     unrolled = flows.chain(make(masks[0]), make(masks[1]))
     x = jax.random.normal(key, (5, 4))
 
@@ -444,10 +445,12 @@ def test_scan_equals_chain_of_layers(key, x64):
             unrolled.forward(per_layer, x),
             stacked.inverse(params, x),
             unrolled.inverse(per_layer, x),
+            unrolled_scan.forward(params, x),
         )
 
-    scan_fwd, chain_fwd, scan_inv, chain_inv = both(key, x)
-    for (a, la), (b, lb) in ((scan_fwd, chain_fwd), (scan_inv, chain_inv)):
+    scan_fwd, chain_fwd, scan_inv, chain_inv, unrolled_fwd = both(key, x)
+    pairs = ((scan_fwd, chain_fwd), (scan_inv, chain_inv), (unrolled_fwd, chain_fwd))
+    for (a, la), (b, lb) in pairs:
         np.testing.assert_allclose(a, b, atol=EXACT_TOL_F64)
         np.testing.assert_allclose(la, lb, atol=EXACT_TOL_F64)
 
