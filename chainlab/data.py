@@ -124,7 +124,8 @@ def random_pixel_shifts(
 
     A data augmentation for small image sets (the digits: 1437 training images) that
     keeps pixel values and image size, so a density model's inputs stay in their
-    domain. Pure and jittable.
+    domain. Pure and jittable. Raises ``ValueError`` for a ``probability`` outside
+    ``[0, 1]`` or images of another rank.
 
     Example:
       >>> import jax, jax.numpy as jnp

@@ -401,6 +401,8 @@ def make_packed_step(
     Optimizers that treat every entry alike (SGD, Adam, clipping by the global norm)
     take exactly the steps they take on the pytree; ones that label or mask leaves
     (``optax.masked``, ``optax.multi_transform``) need :func:`make_step`.
+    ``compiler_options`` this jaxlib's compiler rejects raise ``ValueError``, as for
+    :func:`make_step`.
 
     Example:
       >>> import jax.numpy as jnp, optax

@@ -107,7 +107,6 @@ def _plot_training(workdir, history):
 
 def run(config: ml_collections.ConfigDict, workdir: Workdir) -> dict:
     check_choice("coupling_scale", config.coupling_scale, SCALES)
-    check_choice("transformer", config.transformer, ("affine", "spline"))
     data = digits(images=True)
     x_train, x_val = split_validation(
         data.x_train[..., None], config.val_size, config.seed

@@ -354,22 +354,17 @@ def _train(
 ):
     """Fit the flow by maximum likelihood (the conditional flow: of x given its
     moon), selecting the parameters by the validation NLL of x (and logging
-    ``extra_metrics(params)`` at each evaluation); ``(result, nll, loss_fn)``."""
+    ``extra_metrics(params)`` at each evaluation); ``(result, nll, (loss_fn,
+    data))``, data the arrays it was fitted on."""
     flow = density.flow
-
+    # (x,) or, for the conditional flow, (x, its moon's one-hot context).
+    data = train[:1]
     if model == "conditional":
         data = (train[0], np.asarray(_moon_context(train[1])))
 
-        def loss_fn(params, batch, key):
-            del key
-            return -jnp.mean(flow.log_prob(params, *batch))
-
-    else:
-        data = train[0]
-
-        def loss_fn(params, batch, key):
-            del key
-            return -jnp.mean(flow.log_prob(params, batch))
+    def loss_fn(params, batch, key):
+        del key
+        return -jnp.mean(flow.log_prob(params, *batch))
 
     # Over every device of every process: each holds part of the points.
     nll = data_parallel(lambda p, x: -jnp.mean(density.log_prob(p, x)))

@@ -27,7 +27,7 @@ import numpy as np
 from chainlab.flows._util import check_context, check_event
 from chainlab.flows.bijection import Bijection
 from chainlab.flows.conditioners import Conditioner
-from chainlab.flows.coupling import affine_transform
+from chainlab.flows.coupling import affine_transform, tanh_log_scale
 from chainlab.flows.spline import check_spline, spline_outputs, spline_transform
 from chainlab.validation import check_at_least, check_choice
 
@@ -190,7 +190,7 @@ def masked_autoregressive(
         """``tau`` (or its inverse) on ``x`` with parameters from ``net(source)``."""
         out = net.apply(params["net"], source, context)
         if transformer == "affine":
-            log_scale = params["scale"][None] * jnp.tanh(out[..., 1])
+            log_scale = tanh_log_scale(params["scale"][None], out[..., 1])
             return affine_transform(log_scale, out, x, inverse)
         return spline_transform(out, x, bins=bins, bound=bound, inverse=inverse)
 

@@ -18,14 +18,14 @@ vector and the flow is the conditional density ``p(x | context)``.
 """
 
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from chainlab.flows.actnorm import actnorm
-from chainlab.flows.autoregressive import masked_autoregressive
+from chainlab.flows.autoregressive import TRANSFORMERS, masked_autoregressive
 from chainlab.flows.bijection import Bijection, chain, scan
 from chainlab.flows.conditioners import conv_conditioner, mlp_conditioner
 from chainlab.flows.coupling import affine_coupling
@@ -250,11 +250,16 @@ def maf(
 MakeCoupling = Callable[[jax.Array, tuple[int, int, int]], Bijection]
 
 
+class _GlowCouplings(NamedTuple):
+    step: MakeCoupling  # affine or spline
+    prior: MakeCoupling  # always affine: a conditional Gaussian for the split half
+
+
 def _glow_couplings(
     hidden: int, context_dim: int, scale: str, transformer: str, bins: int, bound: float
-) -> tuple[MakeCoupling, MakeCoupling]:
-    """``(step coupling, split prior)`` makers: the steps' couplings are affine or
-    splines; the prior before a split is always affine (a conditional Gaussian)."""
+) -> _GlowCouplings:
+    """The makers of a Glow's couplings: the steps' are affine or splines, the prior
+    before a split is always affine."""
 
     def conditioner(shape, outputs):
         height, width, channels = shape
@@ -276,7 +281,7 @@ def _glow_couplings(
         net = conditioner(shape, spline_outputs(bins))
         return spline_coupling(mask, net, bins=bins, bound=bound)
 
-    return (spline if transformer == "spline" else affine), affine
+    return _GlowCouplings(spline if transformer == "spline" else affine, affine)
 
 
 def _glow_step(shape, coupling: MakeCoupling) -> Bijection:
@@ -288,17 +293,19 @@ def _glow_step(shape, coupling: MakeCoupling) -> Bijection:
     )
 
 
-def _glow_scale(shape, levels: int, steps: int, couplings) -> Bijection:
+def _glow_scale(shape, levels: int, steps: int, couplings: _GlowCouplings) -> Bijection:
     height, width, channels = shape
     inner_shape = (height // 2, width // 2, 4 * channels)
-    step = _glow_step(inner_shape, couplings[0])
+    step = _glow_step(inner_shape, couplings.step)
     # Unrolled: the backward pass of a rolled scan over convolutions is 3x slower
     # on the CPU (see scan).
     parts = [squeeze(), scan(lambda _: step, jnp.arange(steps), unroll=True)]
     if levels > 1:
         # Glow's learned prior for the factored-out half, as a coupling that moves
         # and scales the first half of the channels given the second.
-        split_prior = couplings[1](channel_mask(*inner_shape, flip=True), inner_shape)
+        split_prior = couplings.prior(
+            channel_mask(*inner_shape, flip=True), inner_shape
+        )
         h, w, c = inner_shape
         inner = _glow_scale((h, w, c // 2), levels - 1, steps, couplings)
         parts += [split_prior, factor_out(inner)]
@@ -377,7 +384,7 @@ def glow(
             f"got {image_shape}"
         )
     check_at_least("context_dim", context_dim, 0)
-    check_choice("transformer", transformer, ("affine", "spline"))
+    check_choice("transformer", transformer, TRANSFORMERS)
     couplings = _glow_couplings(hidden, context_dim, scale, transformer, bins, bound)
     body = _glow_scale(image_shape, levels, steps, couplings)
     if preprocess is not None:

@@ -99,7 +99,8 @@ def mlp_conditioner(
       activation: the nonlinearity between layers.
       outputs: numbers per entry (2 for an affine coupling's shift and log-scale).
       context_dim: size of the context vector (0: unconditional).
-      hidden_init: the hidden layers' initialisation, ``"uniform"`` or ``"lecun"``.
+      hidden_init: the hidden layers' initialisation, ``"uniform"`` or ``"lecun"``
+        (anything else raises ``ValueError``).
 
     Example:
       >>> import jax, jax.numpy as jnp

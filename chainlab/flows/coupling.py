@@ -77,6 +77,12 @@ def softplus_log_scale(raw: jax.Array) -> jax.Array:
     return jnp.log1p(excess)
 
 
+def tanh_log_scale(bound: jax.Array, raw: jax.Array) -> jax.Array:
+    """``bound * tanh(raw)``: a log-scale within ``+-|bound|``, zero at ``raw = 0``
+    (``bound`` broadcasts against ``raw``'s trailing axes)."""
+    return bound * jnp.tanh(raw)
+
+
 def affine_transform(
     log_scale: jax.Array, out: jax.Array, x: jax.Array, inverse: bool
 ) -> tuple[jax.Array, jax.Array]:
@@ -194,7 +200,7 @@ def affine_coupling(
     def transform(params, out, x, inverse):
         raw = out[..., 1]
         if scale == "tanh":
-            log_scale = params["scale"][None] * jnp.tanh(raw)
+            log_scale = tanh_log_scale(params["scale"][None], raw)
         else:
             log_scale = softplus_log_scale(raw)
         return affine_transform(log_scale, out, x, inverse)
