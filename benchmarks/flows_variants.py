@@ -1,4 +1,4 @@
-"""Variants of chainlab's affine coupling flow on two moons under Adam 1e-3, 20 seeds.
+"""Variants of chainlab's affine coupling flow on two moons, 20 seeds, Adam 1e-3.
 
 The question: is there a change to chainlab's affine RealNVP, one component at a
 time, that makes it train faster under a constant Adam 1e-3 than FlowJAX's
@@ -21,12 +21,13 @@ that differs from :func:`chainlab.flows.mlp_conditioner` in one place:
 - ``linear skip``: a zero-started linear map from the input added to the output.
 
 The last row is FlowJAX's ``coupling_flow`` as ``flows_vs_flowjax.py`` builds it.
-Every run: Adam 1e-3, 3000 steps of 256 on the batch sequence ``flows_vs_flowjax.py``
-uses for that seed, test NLL of the final parameters (nats per point on the raw
-coordinates). A row's seeds train together, ``jax.vmap`` over a ``lax.scan`` of the
-steps (FlowJAX's: one ``lax.scan`` per seed). Training at this budget is chaotic: the
-same seed trained by a Python loop of jitted steps ends up to 0.02 nats away, so
-compare means over many seeds.
+Every run: Adam 1e-3 (``--optimizer recipe``: ``realnvp_moons``' warm-up and cosine
+schedule, as ``flows_vs_flowjax.py`` gives both libraries), 3000 steps of 256 on the
+batch sequence ``flows_vs_flowjax.py`` uses for that seed, test NLL of the final
+parameters (nats per point on the raw coordinates). A row's seeds train together,
+``jax.vmap`` over a ``lax.scan`` of the steps (FlowJAX's: one ``lax.scan`` per seed).
+Training at this budget is chaotic: the same seed trained by a Python loop of jitted
+steps ends up to 0.02 nats away, so compare means over many seeds.
 
 Run (about 2 minutes per row on 2 CPU cores)::
 
@@ -45,10 +46,11 @@ import optax
 from flows_vs_flowjax import (
     DEPTH,
     LAYERS,
-    LEARNING_RATE,
+    OPTIMIZERS,
     STEPS,
     WIDTH,
     _batches,
+    _optimizer,
     flowjax_side,
 )
 
@@ -153,9 +155,9 @@ def variant_flow(mean, std, **change):
     return transformed(chain(standardize(mean, std), body), (2,))
 
 
-def _train(loss, params, opt_state, x_train, indices):
-    """``lax.scan`` of Adam steps over ``indices`` (one seed's batches)."""
-    optimizer = optax.adam(LEARNING_RATE)
+def _train(loss, optimizer, params, x_train, indices):
+    """``lax.scan`` of ``optimizer``'s steps over ``indices`` (one seed's batches)."""
+    opt_state = optimizer.init(params)
 
     def body(carry, i):
         params, state = carry
@@ -167,23 +169,21 @@ def _train(loss, params, opt_state, x_train, indices):
     return params
 
 
-def chainlab_row(change, mean, std, x_train, x_test, seeds, indices):
+def chainlab_row(change, optimizer, mean, std, x_train, x_test, seeds, indices):
     flow = variant_flow(mean, std, **change)
-    optimizer = optax.adam(LEARNING_RATE)
 
     def loss(params, x):
         return -jnp.mean(flow.log_prob(params, x))
 
     def one(seed, idx):
         params = flow.init(jax.random.key(seed))
-        final = _train(loss, params, optimizer.init(params), x_train, idx)
+        final = _train(loss, optimizer, params, x_train, idx)
         return loss(final, x_test)
 
     return np.asarray(jax.jit(jax.vmap(one))(jnp.asarray(seeds), indices))
 
 
-def flowjax_row(mean, std, x_train, x_test, seeds, indices):
-    optimizer = optax.adam(LEARNING_RATE)
+def flowjax_row(optimizer, mean, std, x_train, x_test, seeds, indices):
     nll = []
     for seed, idx in zip(seeds, indices, strict=True):
         _, plain, params, state, test_loss = flowjax_side(mean, std, seed, optimizer)
@@ -205,7 +205,14 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(20)))
     parser.add_argument("--steps", type=int, default=STEPS, help="fewer: smoke test")
     parser.add_argument("--only", nargs="*", help="row labels to run (default all)")
+    parser.add_argument(
+        "--optimizer",
+        default="adam",
+        choices=OPTIMIZERS,
+        help="adam: Adam 1e-3; recipe: realnvp_moons' (as flows_vs_flowjax.py)",
+    )
     args = parser.parse_args(argv)
+    optimizer = _optimizer(args.optimizer, args.steps, "affine")
 
     data = two_moons()
     x_train, x_test = jnp.asarray(data.x_train), jnp.asarray(data.x_test)
@@ -214,7 +221,7 @@ def main(argv=None) -> int:
         np.stack([_batches(len(x_train), s, args.steps) for s in args.seeds])
     )
     print(
-        f"jax {jax.__version__}, {args.steps} steps of 256, Adam {LEARNING_RATE}, "
+        f"jax {jax.__version__}, {args.steps} steps of 256, {args.optimizer}, "
         f"seeds {args.seeds}",
         flush=True,
     )
@@ -225,9 +232,9 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         shared = (mean, std, x_train, x_test, args.seeds, indices)
         if label == FLOWJAX_ROW:
-            nll = flowjax_row(*shared)
+            nll = flowjax_row(optimizer, *shared)
         else:
-            nll = chainlab_row(VARIANTS[label], *shared)
+            nll = chainlab_row(VARIANTS[label], optimizer, *shared)
         results.append((label, nll))
         print(
             f"{label}: {nll.mean():.4f} +- {nll.std(ddof=1):.4f} "

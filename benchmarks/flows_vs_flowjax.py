@@ -7,8 +7,9 @@ so NLL is in nats per point on the raw coordinates). Both flows have the same
 architecture: 8 affine coupling layers alternating which coordinate is transformed,
 MLP conditioners of depth 2 and width 64 with ReLU, a standard normal base. FlowJAX:
 ``coupling_flow(flow_layers=8, nn_width=64, nn_depth=2)`` (softplus scale with a
-minimum of 0.01); chainlab: ``realnvp(2, num_layers=8, hidden=(64, 64))`` (tanh-bounded
-scale). With ``--flows spline`` the transformers are rational-quadratic splines:
+minimum of 0.01, conditioners uniform on +-1/sqrt(fan_in)); chainlab: ``realnvp(2,
+num_layers=8, hidden=(64, 64))`` (the same scale and hidden layers, zero-started
+output layers). With ``--flows spline`` the transformers are rational-quadratic splines:
 FlowJAX's ``RationalQuadraticSpline(knots=8, interval=4)`` (its default spline: 8
 inner knots, so 9 bins, on [-4, 4], end derivatives learned) against chainlab's
 ``neural_spline_flow`` as ``realnvp_moons`` configures it (8 bins on [-5, 5], end
