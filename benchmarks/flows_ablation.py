@@ -189,9 +189,10 @@ def flowjax_agreement(z: jax.Array, seed: int = 0) -> float:
     return float(jnp.max(jnp.abs(log_prob(params, z) - flow.log_prob(z))))
 
 
-def train_seeds(loss_fn, params, x_train, indices):
-    """Adam 1e-3 on each seed's batches; ``params`` and ``indices`` stacked by seed."""
-    optimizer = optax.adam(LEARNING_RATE)
+def train_seeds(loss_fn, params, x_train, indices, optimizer=None):
+    """``optimizer`` (default Adam 1e-3) on each seed's batches; ``params`` and
+    ``indices`` stacked by seed."""
+    optimizer = optimizer or optax.adam(LEARNING_RATE)
 
     def one(p, idx):
         def body(carry, i):

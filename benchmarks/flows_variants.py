@@ -42,7 +42,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
+from flows_ablation import _stack, train_seeds
 from flows_vs_flowjax import (
     DEPTH,
     LAYERS,
@@ -59,6 +59,7 @@ from chainlab.flows import (
     Conditioner,
     affine_coupling,
     chain,
+    half_mask,
     scan,
     standardize,
     transformed,
@@ -150,53 +151,38 @@ def conditioner(
 def variant_flow(mean, std, **change):
     """chainlab's affine RealNVP on raw two-moons points, with ``change``."""
     net = conditioner(**change)
-    masks = jnp.asarray(np.array([[1.0, 0.0], [0.0, 1.0]] * (LAYERS // 2)))
+    masks = jnp.stack([half_mask(2, flip=k % 2 == 1) for k in range(LAYERS)])
     body = scan(lambda m: affine_coupling(m, net, scale="softplus"), masks)
     return transformed(chain(standardize(mean, std), body), (2,))
 
 
-def _train(loss, optimizer, params, x_train, indices):
-    """``lax.scan`` of ``optimizer``'s steps over ``indices`` (one seed's batches)."""
-    opt_state = optimizer.init(params)
-
-    def body(carry, i):
-        params, state = carry
-        value, grads = jax.value_and_grad(loss)(params, x_train[i])
-        updates, state = optimizer.update(grads, state, params)
-        return (optax.apply_updates(params, updates), state), value
-
-    (params, _), _ = jax.lax.scan(body, (params, opt_state), indices)
-    return params
-
-
 def chainlab_row(change, optimizer, mean, std, x_train, x_test, seeds, indices):
+    """Test NLL per seed of the flow with ``change``, trained by ``optimizer``."""
     flow = variant_flow(mean, std, **change)
 
     def loss(params, x):
         return -jnp.mean(flow.log_prob(params, x))
 
-    def one(seed, idx):
-        params = flow.init(jax.random.key(seed))
-        final = _train(loss, optimizer, params, x_train, idx)
-        return loss(final, x_test)
-
-    return np.asarray(jax.jit(jax.vmap(one))(jnp.asarray(seeds), indices))
+    params = _stack([flow.init(jax.random.key(seed)) for seed in seeds])
+    final = train_seeds(loss, params, x_train, indices, optimizer)
+    return np.asarray(jax.jit(jax.vmap(loss, (0, None)))(final, x_test))
 
 
 def flowjax_row(optimizer, mean, std, x_train, x_test, seeds, indices):
+    """Test NLL per seed of FlowJAX's flow trained by ``optimizer``."""
     nll = []
     for seed, idx in zip(seeds, indices, strict=True):
         _, plain, params, state, test_loss = flowjax_side(mean, std, seed, optimizer)
 
         @jax.jit
-        def run(params, state, idx=idx, plain=plain):
+        def run(params, state, idx, plain=plain):
             def body(carry, i):
                 params, state, value = plain(*carry, x_train[i])
                 return (params, state), value
 
             return jax.lax.scan(body, (params, state), idx)[0][0]
 
-        nll.append(float(test_loss(run(params, state), x_test)))
+        nll.append(float(test_loss(run(params, state, idx), x_test)))
     return np.asarray(nll)
 
 
@@ -241,7 +227,7 @@ def main(argv=None) -> int:
             f"[{time.perf_counter() - start:.0f} s]",
             flush=True,
         )
-    print("\n| variant | test NLL mean +- std (nats) | seeds 0-4 |")
+    print("\n| variant | test NLL mean +- std (nats) | first five seeds |")
     print("|---|---|---|")
     for label, nll in results:
         print(
